@@ -1,0 +1,47 @@
+# ConvScope: two commands on a fresh machine.
+#   make serve   set up, build the model store, start TorchServe in the foreground
+#   make test    set up, build the model store, run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup java store serve test test-unit archive clean distclean
+
+setup: $(STAMP) java
+
+# torch==2.14.1 / torchvision==0.29.1 install from this machine's disk (see README).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[store,test]"
+	touch $@
+
+# TorchServe's frontend is Java: install a headless JRE when none is on the machine.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing openjdk-17-jre-headless (TorchServe's frontend needs Java)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+store: $(STAMP)
+	$(PY) -m convscope.build.store
+
+serve: setup store
+	$(PY) -m convscope.serving
+
+test: setup store
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+# Archive your own model: make archive SPEC=path/to/spec.toml [WEIGHTS=path/to/weights]
+archive: $(STAMP)
+	$(PY) -m convscope.build.archive --spec $(SPEC) $(if $(WEIGHTS),--weights $(WEIGHTS)) --export-path model_store
+
+clean:
+	rm -rf var model_store/*.mar .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) model_store/build

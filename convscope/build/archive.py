@@ -1,0 +1,81 @@
+"""Archive a model for TorchServe from a spec and its weights.
+
+    convscope-archive --spec my_model.toml [--weights my.safetensors] [--export-path model_store]
+
+The spec is validated and the model is loaded once (weights must fit the architecture and the
+feature and CAM layers must resolve) before anything is written, so a broken model fails here,
+not in a worker. The ``.mar`` holds the handler, ``spec.json`` (the spec with paths made
+archive-relative), the weights and ``labels.json``; it is served under one name per endpoint by
+``convscope-serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ..models import load_model
+from ..spec import load_spec, parse_spec, read_spec_document
+
+HANDLER = Path(__file__).resolve().parents[2] / "handlers" / "convscope_handler.py"
+VERSION = "1.0"
+
+
+def _archive_document(spec_path: Path, weights_name: str) -> dict:
+    doc = read_spec_document(spec_path)
+    doc["weights"], doc["labels"] = weights_name, "labels.json"
+    return doc
+
+
+def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
+            handler: Path = HANDLER) -> Path:
+    """Write ``<export_path>/<name>.mar``; return its path."""
+    spec = load_spec(spec_path)
+    if weights is not None:
+        spec = replace(spec, weights=weights.resolve())
+    model = load_model(spec)
+    print(f"{spec.name}: {spec.arch}, feature layer {model.layers.feature.label} "
+          f"({model.layers.feature_dim}-dim), CAM layer {model.layers.cam.label} {model.layers.cam_shape}")
+    export_path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="convscope-archive-") as tmp:
+        stage = Path(tmp) / "stage"
+        stage.mkdir()
+        weights_file = stage / f"weights{spec.weights.suffix}"
+        shutil.copyfile(spec.weights, weights_file)
+        (stage / "labels.json").write_text(json.dumps(list(spec.labels)))
+        doc = _archive_document(spec_path, weights_file.name)
+        (stage / "spec.json").write_text(json.dumps(doc, indent=2))
+        parse_spec(doc, stage)  # the archived spec must validate on its own
+        (stage / "model-config.yaml").write_text("convscope: {}\n")
+        # torch-model-archiver stages in $TMPDIR/<model name> and deletes it: keep that private.
+        env = {**os.environ, "TMPDIR": tmp}
+        command = [str(Path(sys.executable).with_name("torch-model-archiver")),
+                   "--model-name", spec.name, "--version", VERSION,
+                   "--serialized-file", str(weights_file), "--handler", str(handler),
+                   "--extra-files", f"{stage / 'spec.json'},{stage / 'labels.json'}",
+                   "--config-file", str(stage / "model-config.yaml"),
+                   "--export-path", str(export_path), "--force"]
+        subprocess.run(command, check=True, env=env)
+    out = export_path / f"{spec.name}.mar"
+    print(f"{spec.name}: wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", type=Path, required=True, help="model spec (TOML)")
+    parser.add_argument("--weights", type=Path, help="weights file overriding the spec's")
+    parser.add_argument("--export-path", type=Path, default=Path("model_store"))
+    args = parser.parse_args(argv)
+    archive(args.spec, args.export_path, args.weights)
+
+
+if __name__ == "__main__":
+    main()

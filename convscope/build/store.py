@@ -1,0 +1,64 @@
+"""``make store``: build the built-in models and archive every recipe in ``model_store/``.
+
+Weights are made once (trained or converted into ``model_store/build/``) and reused; archives
+are rewritten when their spec, weights or the engine's handler are newer.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from ..spec import load_spec, read_spec_document
+from . import digits, efficientnet
+from .archive import HANDLER, archive
+
+
+def _build_digits(spec_path: Path, weights: Path) -> None:
+    report = digits.train(load_spec(spec_path), weights)  # weights need not exist yet
+    if report["held_out_accuracy"] < 0.97:
+        raise SystemExit(f"digits: held-out accuracy {report['held_out_accuracy']:.4f} < 0.97")
+
+
+def _build_efficientnet(spec_path: Path, weights: Path) -> None:
+    doc = read_spec_document(spec_path)
+    efficientnet.convert(weights, (spec_path.parent / doc["labels"]))
+
+
+BUILDERS: dict[str, Callable[[Path, Path], None]] = {
+    "digits": _build_digits,
+    "efficientnet_lite0": _build_efficientnet,
+}
+
+
+def _stale(target: Path, *inputs: Path) -> bool:
+    return not target.exists() or any(p.stat().st_mtime > target.stat().st_mtime for p in inputs)
+
+
+def build_store(store: Path, force: bool = False) -> list[Path]:
+    archives = []
+    for spec_path in sorted(store.glob("*.toml")):
+        doc = read_spec_document(spec_path)
+        weights = (spec_path.parent / doc["weights"]).resolve()
+        if (force or not weights.exists()) and doc["name"] in BUILDERS:
+            BUILDERS[doc["name"]](spec_path, weights)
+        mar = store / f"{doc['name']}.mar"
+        if force or _stale(mar, spec_path, weights, HANDLER):
+            archive(spec_path, store)
+        else:
+            print(f"{doc['name']}: {mar} is up to date")
+        archives.append(mar)
+    return archives
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("model_store"))
+    parser.add_argument("--force", action="store_true", help="rebuild weights and archives")
+    args = parser.parse_args(argv)
+    build_store(args.store, args.force)
+
+
+if __name__ == "__main__":
+    main()

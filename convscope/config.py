@@ -1,0 +1,44 @@
+"""Engine configuration: parsed once, at worker start, into a typed frozen object.
+
+Sources, lowest precedence first: the defaults below, then the ``convscope:`` table of the
+archive's model-config YAML (``context.model_yaml_config``). Nothing in the request path reads
+the environment or a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from .errors import SpecError
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_image_bytes: int = 8 * 1024 * 1024
+    """Largest encoded image accepted, in bytes (TorchServe's ``max_request_size`` caps the body)."""
+
+    max_image_pixels: int = 40_000_000
+    """Largest width x height accepted, checked from the header before any pixel is decoded."""
+
+    max_image_side: int = 16_384
+    """Largest width or height accepted, in pixels."""
+
+    max_top_k: int = 100
+    """Server-side cap on ``top_k``; larger values are a 400 that names the cap."""
+
+    intra_op_threads: int = 1
+    """torch threads per worker. Workers x threads should not exceed the cores: TorchServe runs
+    one process per endpoint, so the default is 1 and one request never fights another."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> "EngineConfig":
+        values = dict(values or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise SpecError(f"unknown engine config key(s) {unknown}; known: {sorted(known)}")
+        for key, value in values.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"engine config {key} must be a positive integer, got {value!r}")
+        return cls(**values)

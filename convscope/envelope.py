@@ -1,0 +1,132 @@
+"""From what a transport received to (image bytes, typed parameters).
+
+A request is a ``Payload``: named fields (the raw body arrives as ``body``; multipart parts and
+gRPC ``input`` keys by their own names) with a content type each. The image may come as
+
+* the raw body (``Content-Type: image/*``, ``application/octet-stream`` or none),
+* a multipart part or gRPC input named ``data``, parameters as further parts/inputs,
+* JSON ``{"image": "<base64>", ...parameters}``.
+
+Parameters are checked against the endpoint's declared ``Param`` list: an unknown name, a
+wrong type or a value out of range is a 400 that names the parameter and the accepted range.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import BadRequest, UnsupportedMediaType
+
+IMAGE_FIELDS = ("data", "image")
+_RAW_TYPES = ("", "application/octet-stream", "image/")
+_JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass(frozen=True)
+class Payload:
+    fields: Mapping[str, Any]
+    content_types: Mapping[str, str] = field(default_factory=dict)
+
+    def content_type(self, name: str) -> str:
+        return self.content_types.get(name, "").split(";")[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter: ``kind`` is int or bool; ints carry an inclusive range."""
+
+    name: str
+    kind: type
+    default: Any
+    low: int | None = None
+    high: int | None = None
+
+    def parse(self, raw: Any) -> Any:
+        value = _as_bool(self.name, raw) if self.kind is bool else _as_int(self.name, raw)
+        if self.kind is int and not (self.low <= value <= self.high):
+            raise BadRequest(f"{self.name} must be between {self.low} and {self.high}, got {value}")
+        return value
+
+
+def _text(raw: Any) -> Any:
+    return bytes(raw).decode("utf-8", "replace").strip() if isinstance(raw, (bytes, bytearray)) else raw
+
+
+def _as_int(name: str, raw: Any) -> int:
+    raw = _text(raw)
+    if isinstance(raw, bool):
+        raise BadRequest(f"{name} must be an integer, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str) and raw.lstrip("+-").isdigit() and len(raw) < 20:
+        return int(raw)
+    raise BadRequest(f"{name} must be an integer, got {str(raw)[:40]!r}")
+
+
+def _as_bool(name: str, raw: Any) -> bool:
+    raw = _text(raw)
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return raw.lower() in ("true", "1", "yes")
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    raise BadRequest(f"{name} must be true or false, got {str(raw)[:40]!r}")
+
+
+def _from_json(body: Any) -> tuple[bytes, dict[str, Any]]:
+    try:
+        doc = json.loads(bytes(body).decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise BadRequest("the JSON body must be an object: {\"image\": \"<base64>\", ...parameters}")
+    if not isinstance(doc.get("image"), str):
+        raise BadRequest("the JSON body needs \"image\": a base64 string of the image bytes")
+    image = doc.pop("image")
+    try:
+        data = base64.b64decode(image, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"\"image\" is not valid base64: {exc}") from exc
+    return data, doc
+
+
+def split_payload(payload: Payload) -> tuple[bytes, dict[str, Any]]:
+    """The image bytes and the raw (unparsed) parameters of one request."""
+    fields = dict(payload.fields)
+    if "body" in fields:
+        body = fields.pop("body")
+        kind = payload.content_type("body")
+        if kind in _JSON_TYPES or (isinstance(body, (dict, list))):
+            if isinstance(body, dict):
+                body = json.dumps(body)
+            data, params = _from_json(body)
+            return data, {**fields, **params}
+        if not any(kind.startswith(t) if t else kind == t for t in _RAW_TYPES):
+            raise UnsupportedMediaType(
+                f"Content-Type {kind!r} is not accepted; send image/*, application/octet-stream, "
+                "multipart/form-data with a 'data' part, or application/json")
+        return bytes(body) if not isinstance(body, str) else body.encode(), fields
+    for name in IMAGE_FIELDS:
+        if name in fields:
+            data = fields.pop(name)
+            if isinstance(data, str):  # a text part: base64, as the JSON form
+                return _from_json(json.dumps({"image": data}))[0], fields
+            return bytes(data), fields
+    raise BadRequest("no image: send it as the raw body, a multipart part named 'data', "
+                     "or JSON {\"image\": \"<base64>\"}")
+
+
+def parse_params(raw: Mapping[str, Any], declared: tuple[Param, ...]) -> dict[str, Any]:
+    """Declared parameters with defaults filled in; anything undeclared is a 400."""
+    known = {p.name: p for p in declared}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {unknown}; this endpoint takes {sorted(known) or 'none'}")
+    return {name: (p.parse(raw[name]) if name in raw else p.default) for name, p in known.items()}

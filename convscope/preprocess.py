@@ -1,0 +1,213 @@
+"""The one preprocessing path: bytes -> validated RGB image -> normalised tensor -> batch.
+
+Every endpoint, the model build and every test go through these functions, so what the network
+sees in training, in serving and in tests is the same.
+
+Order matters for safety: the format is checked against an allow-list and the size is read
+from the header *before* a single pixel is decoded, so decompression bombs and huge images
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import EngineConfig
+from .errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from .spec import InputSpec
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+
+# Magic numbers of image formats we recognise but do not accept: these are a 415, where bytes
+# that are no image at all are a 400.
+_KNOWN_UNSUPPORTED = (
+    (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"), (b"P1", "PBM"), (b"P2", "PGM"), (b"P3", "PPM"),
+    (b"P4", "PBM"), (b"P5", "PGM"), (b"P6", "PPM"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xffO\xffQ", "JPEG 2000"), (b"SIMPLE  =", "FITS"), (b"DDS ", "DDS"),
+    (b"icns", "ICNS"), (b"qoif", "QOI"), (b"\x76\x2f\x31\x01", "OpenEXR"),
+)
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}
+
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An accepted image: RGB, EXIF orientation applied; ``size`` is (width, height)."""
+
+    image: Image.Image
+    format: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+def _sniff_unsupported(data: bytes) -> str | None:
+    for magic, name in _KNOWN_UNSUPPORTED:
+        if data.startswith(magic):
+            return name
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12], "ISO media")
+    if data.lstrip()[:5].lower() in (b"<?xml", b"<svg "):
+        return "SVG/XML"
+    return None
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open lazily (header only) from the allow-list; bombs become 413, not a crash."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        other = _sniff_unsupported(data)
+        if other:
+            raise UnsupportedMediaType(
+                f"{other} images are not accepted; send one of {', '.join(ALLOWED_FORMATS)}"
+            ) from exc
+        raise InvalidImage("the data is not a decodable image "
+                           f"(accepted formats: {', '.join(ALLOWED_FORMATS)})") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on client bytes is bad input
+        raise InvalidImage(f"the image header is corrupt: {exc}") from exc
+
+
+def _check_size(image: Image.Image, config: EngineConfig) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    if max(width, height) > config.max_image_side:
+        raise PayloadTooLarge(
+            f"image is {width}x{height}; the largest side accepted is {config.max_image_side} px")
+    if width * height > config.max_image_pixels:
+        raise PayloadTooLarge(f"image is {width}x{height} = {width * height:,} pixels; "
+                              f"the limit is {config.max_image_pixels:,}")
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey (I;16, I, F) scaled to 8 bits by the value range of the mode."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F":
+        top = float(array.max()) if array.size and array.max() > 1.0 else 1.0
+    else:
+        top = max(float(array.max()), 255.0)
+    scaled = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any Pillow mode to RGB; transparency is composited over ``background``."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _high_bit_depth_to_l(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, config: EngineConfig,
+                 background: tuple[int, int, int] = (255, 255, 255)) -> DecodedImage:
+    """Bytes to an RGB image, or a ``ServiceError`` (400, 413, 415) that says what was wrong."""
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    if len(data) > config.max_image_bytes:
+        raise PayloadTooLarge(
+            f"image is {len(data):,} bytes; the limit is {config.max_image_bytes:,}")
+    image = _open(data)
+    _check_size(image, config)
+    fmt = image.format or "unknown"
+    try:
+        image.seek(0)  # GIF, TIFF, WebP: the first frame
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated/corrupt data in any decoder is bad input
+        raise InvalidImage(f"the {fmt} image data is truncated or corrupt: {exc}") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose a good image
+        pass
+    return DecodedImage(image=to_rgb(image, background), format=fmt)
+
+
+def _fit_mnist(grey: Image.Image, size: tuple[int, int], resample: int) -> Image.Image:
+    """MNIST's own recipe: crop the ink, fit it in a box of 20/28 of the frame keeping its
+    aspect, and centre it by its centre of mass. ``grey`` is white ink on black."""
+    height, width = size
+    array = np.asarray(grey, dtype=np.float32)
+    mask = array > 0.25 * array.max() if array.max() > 0 else np.zeros_like(array, bool)
+    if not mask.any():
+        return Image.new("L", (width, height), 0)
+    rows, cols = np.nonzero(mask)
+    crop = grey.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+    box = (round(height * 20 / 28), round(width * 20 / 28))
+    scale = min(box[0] / crop.height, box[1] / crop.width)
+    new_w, new_h = max(1, round(crop.width * scale)), max(1, round(crop.height * scale))
+    crop = crop.resize((new_w, new_h), resample)
+    ink = np.asarray(crop, dtype=np.float64)
+    total = ink.sum() or 1.0
+    cy = (ink.sum(axis=1) * np.arange(new_h)).sum() / total
+    cx = (ink.sum(axis=0) * np.arange(new_w)).sum() / total
+    canvas = Image.new("L", (width, height), 0)
+    canvas.paste(crop, (round(width / 2 - cx), round(height / 2 - cy)))
+    return canvas
+
+
+def _maybe_invert(grey: Image.Image, mode: str) -> Image.Image:
+    """``auto``: a light border means dark ink on light paper; flip it to MNIST's light on dark."""
+    if mode != "auto":
+        return grey
+    array = np.asarray(grey)
+    border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+    return ImageOps.invert(grey) if border.mean() > 127 else grey
+
+
+def _resize(image: Image.Image, spec: InputSpec) -> Image.Image:
+    height, width = spec.size
+    resample = _RESAMPLE[spec.interpolation]
+    if spec.resize == "mnist":
+        return _fit_mnist(image, spec.size, resample)
+    if spec.resize == "center_crop":
+        scale = max(width / image.width, height / image.height)
+        image = image.resize((max(width, round(image.width * scale)),
+                              max(height, round(image.height * scale))), resample)
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        return image.crop((left, top, left + width, top + height))
+    return image.resize((width, height), resample)
+
+
+def to_tensor(image: Image.Image, spec: InputSpec) -> torch.Tensor:
+    """RGB image -> float32 [channels, H, W], scaled to [0, 1] then normalised by mean/std."""
+    image = image.convert("L") if spec.channels == 1 else image.convert("RGB")
+    if spec.channels == 1:
+        image = _maybe_invert(image, spec.invert)
+    image = _resize(image, spec)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return torch.from_numpy(np.ascontiguousarray((array - mean) / std))
+
+
+def batch(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Stack item tensors [C,H,W] into one float32 [B,C,H,W] on ``device``."""
+    return torch.stack(tensors).to(device, non_blocking=True)

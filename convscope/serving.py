@@ -1,0 +1,107 @@
+"""``convscope-serve``: start TorchServe on every archive in the model store, in the foreground.
+
+Each ``.mar`` carries its ``spec.json``; every endpoint the spec lists is registered under its
+own name (``<m>``, ``<m>-features``) with its own workers and batching, so a slow endpoint never
+stalls another. The effective ``config.properties`` is rendered into the run directory
+(``var/``), where TorchServe also writes ``key_file.json`` and its logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .endpoints import SUFFIXES
+from .spec import ServingSpec, parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_CONFIG = REPO / "deploy" / "torchserve" / "config.properties"
+PORT_KEYS = {"inference": ("inference_address", "http://127.0.0.1:{}"),
+             "management": ("management_address", "http://127.0.0.1:{}"),
+             "metrics": ("metrics_address", "http://127.0.0.1:{}"),
+             "grpc_inference": ("grpc_inference_port", "{}"),
+             "grpc_management": ("grpc_management_port", "{}")}
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    mar: str
+    serving: ServingSpec
+
+    def models_entry(self, version: str = "1.0") -> dict:
+        s = self.serving
+        return {version: {"defaultVersion": True, "marName": self.mar, "minWorkers": s.workers,
+                          "maxWorkers": s.workers, "batchSize": s.batch_size,
+                          "maxBatchDelay": s.max_batch_delay_ms, "responseTimeout": s.response_timeout_s}}
+
+
+def registrations(store: Path) -> list[Registration]:
+    """One registration per (archive, endpoint), from the spec inside each archive."""
+    result = []
+    for mar in sorted(store.glob("*.mar")):
+        with zipfile.ZipFile(mar) as archive:
+            doc = json.loads(archive.read("spec.json"))
+        spec = parse_spec({**doc, "labels": [""] * int(doc["num_classes"])}, store)
+        for endpoint in spec.endpoints:
+            result.append(Registration(f"{spec.name}{SUFFIXES[endpoint]}", mar.name,
+                                       spec.serving_for(endpoint)))
+    return result
+
+
+def render_config(store: Path, ports: dict[str, int] | None = None,
+                  base: Path = BASE_CONFIG) -> str:
+    """The effective config.properties: the hardened base, the store and its registrations."""
+    regs = registrations(store)
+    if not regs:
+        raise SystemExit(f"no model archives in {store}: run `make store` first")
+    lines = base.read_text().splitlines()
+    overrides = {"model_store": str(store.resolve()),
+                 "load_models": ",".join(f"{r.name}={r.mar}" for r in regs),
+                 "models": json.dumps({r.name: r.models_entry() for r in regs})}
+    for key, port in (ports or {}).items():
+        name, pattern = PORT_KEYS[key]
+        overrides[name] = pattern.format(port)
+    kept = [line for line in lines if line.split("=", 1)[0].strip() not in overrides]
+    return "\n".join(kept + [f"{k}={v}" for k, v in overrides.items()]) + "\n"
+
+
+def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = None) -> tuple[list[str], dict]:
+    """Write ``config.properties`` into ``run_dir``; return (torchserve command, environment)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.properties").write_text(render_config(store, ports))
+    prometheus_dir = run_dir / "prometheus"
+    shutil.rmtree(prometheus_dir, ignore_errors=True)  # multiprocess files are per run
+    prometheus_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir.resolve()),
+           "LOG_LOCATION": str((run_dir / "logs").resolve()),
+           "METRICS_LOCATION": str((run_dir / "logs").resolve()),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    torchserve = str(Path(sys.executable).with_name("torchserve"))
+    command = [torchserve, "--start", "--foreground", "--ncs",
+               "--ts-config", str((run_dir / "config.properties").resolve()),
+               "--model-store", str(store.resolve())]
+    return command, env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-store", type=Path, default=REPO / "model_store")
+    parser.add_argument("--run-dir", type=Path, default=REPO / "var")
+    args = parser.parse_args(argv)
+    command, env = prepare_run_dir(args.run_dir, args.model_store)
+    names = [r.name for r in registrations(args.model_store)]
+    print(f"convscope: serving {', '.join(names)} on http://127.0.0.1:8080 "
+          f"(token in {args.run_dir / 'key_file.json'}); Ctrl-C stops", flush=True)
+    os.chdir(args.run_dir)
+    os.execve(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()

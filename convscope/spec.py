@@ -1,0 +1,183 @@
+"""Model specs: the small TOML file that describes one backbone.
+
+A spec names the architecture, where the weights and labels are, how an image becomes the
+network's input, which layers answer the feature and CAM questions, and how each endpoint is
+served. Unknown keys are errors, so a typo never silently falls back to a default.
+
+Example (``model_store/digits.toml``)::
+
+    name = "digits"
+    arch = "convscope:digits_cnn"       # or "timm:<name>", "torchvision:<name>"
+    num_classes = 10
+    weights = "build/digits.safetensors"  # .safetensors, or a state dict (.pt/.pth) read weights_only
+    labels = ["0", "1", ...]              # or a path to a JSON list of names
+    endpoints = ["classify", "features"]
+
+    [input]
+    size = [28, 28]        # H, W of the network input
+    channels = 1           # 1: grey, 3: RGB
+    resize = "mnist"       # squash | center_crop | mnist
+    invert = "auto"        # never | auto (light background -> invert, for dark-on-white digits)
+    mean = [0.1307]
+    std = [0.3081]
+
+    [layers]
+    feature = "auto"       # auto | "<module>" (its output) | "<module>:input"
+    cam = "auto"           # auto | "<module>"
+
+    [serving.classify]     # one table per endpoint, all keys optional
+    batch_size = 8
+    max_batch_delay_ms = 5
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+
+ENDPOINTS = ("classify", "features")
+"""Endpoints a spec may list, in the order of their TorchServe names (``<m>``, ``<m>-features``)."""
+
+RESIZE_MODES = ("squash", "center_crop", "mnist")
+INVERT_MODES = ("never", "auto")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a decoded RGB image becomes one network input tensor float32 [channels, H, W]."""
+
+    size: tuple[int, int]
+    channels: int = 3
+    resize: str = "squash"
+    invert: str = "never"
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    alpha_background: tuple[int, int, int] = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Layer names, or "auto" to discover them (see ``convscope.models.layers``)."""
+
+    feature: str = "auto"
+    cam: str = "auto"
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """TorchServe settings of one endpoint's registration."""
+
+    batch_size: int = 8
+    max_batch_delay_ms: int = 5
+    workers: int = 1
+    response_timeout_s: int = 60
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    arch: str
+    num_classes: int
+    weights: Path
+    labels: tuple[str, ...]
+    input: InputSpec
+    layers: LayerSpec = LayerSpec()
+    endpoints: tuple[str, ...] = ENDPOINTS
+    serving: dict[str, ServingSpec] = field(default_factory=dict)
+    description: str = ""
+
+    def serving_for(self, endpoint: str) -> ServingSpec:
+        return self.serving.get(endpoint, ServingSpec())
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    """Construct a frozen dataclass from a TOML table, refusing unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
+
+
+def _check_input(spec: InputSpec, where: str) -> None:
+    if len(spec.size) != 2 or min(spec.size) < 8:
+        raise SpecError(f"{where}.size must be [H, W] with both at least 8, got {list(spec.size)}")
+    if spec.channels not in (1, 3):
+        raise SpecError(f"{where}.channels must be 1 or 3, got {spec.channels}")
+    for key, allowed in (("resize", RESIZE_MODES), ("invert", INVERT_MODES),
+                         ("interpolation", INTERPOLATIONS)):
+        if getattr(spec, key) not in allowed:
+            raise SpecError(f"{where}.{key} must be one of {allowed}, got {getattr(spec, key)!r}")
+    if len(spec.mean) != spec.channels or len(spec.std) != spec.channels:
+        raise SpecError(f"{where}: mean and std need {spec.channels} value(s) each")
+    if any(s <= 0 for s in spec.std):
+        raise SpecError(f"{where}.std values must be positive")
+
+
+def _labels(value: Any, base: Path, num_classes: int) -> tuple[str, ...]:
+    if isinstance(value, str):
+        path = (base / value).resolve()
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SpecError(f"labels file {path} unreadable: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError("labels must be a list of strings or a path to a JSON list of strings")
+    if len(value) != num_classes:
+        raise SpecError(f"{len(value)} labels for num_classes = {num_classes}")
+    return tuple(value)
+
+
+def parse_spec(doc: dict[str, Any], base: Path) -> ModelSpec:
+    """Validate a spec document; relative paths resolve against ``base`` (the spec's folder)."""
+    doc = dict(doc)
+    try:
+        name, arch, num_classes = doc.pop("name"), doc.pop("arch"), int(doc.pop("num_classes"))
+        weights, labels = doc.pop("weights"), doc.pop("labels")
+        input_table = doc.pop("input")
+    except KeyError as exc:
+        raise SpecError(f"spec is missing required key {exc.args[0]!r}") from exc
+    input_spec = _build(InputSpec, input_table, "input")
+    _check_input(input_spec, "input")
+    layers = _build(LayerSpec, doc.pop("layers", {}), "layers")
+    endpoints = tuple(doc.pop("endpoints", ENDPOINTS))
+    bad = [e for e in endpoints if e not in ENDPOINTS]
+    if bad:
+        raise SpecError(f"unknown endpoint(s) {bad}; known: {list(ENDPOINTS)}")
+    serving = {ep: _build(ServingSpec, table, f"serving.{ep}")
+               for ep, table in doc.pop("serving", {}).items()}
+    description = doc.pop("description", "")
+    if doc:
+        raise SpecError(f"unknown top-level key(s) {sorted(doc)}")
+    if ":" not in arch:
+        raise SpecError(f"arch must be 'timm:<name>', 'torchvision:<name>' or 'convscope:<name>', got {arch!r}")
+    return ModelSpec(name=name, arch=arch, num_classes=num_classes,
+                     weights=(base / weights).resolve(), labels=_labels(labels, base, num_classes),
+                     input=input_spec, layers=layers, endpoints=endpoints, serving=serving,
+                     description=description)
+
+
+def read_spec_document(path: str | Path) -> dict[str, Any]:
+    """The raw document of a spec file: TOML (recipes) or JSON (inside a model archive)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot read spec {path}: {exc}") from exc
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate a spec file; relative paths resolve against its folder."""
+    return parse_spec(read_spec_document(path), Path(path).parent)
