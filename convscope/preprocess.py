@@ -62,14 +62,15 @@ def _sniff_unsupported(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, config: EngineConfig) -> Image.Image:
     """Open lazily (header only) from the allow-list; bombs become 413, not a crash."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
+        raise PayloadTooLarge(f"image refused before decoding ({exc}); "
+                              f"the limit is {config.max_image_pixels:,} pixels") from exc
     except UnidentifiedImageError as exc:
         other = _sniff_unsupported(data)
         if other:
@@ -130,7 +131,7 @@ def decode_image(data: bytes, config: EngineConfig,
     if len(data) > config.max_image_bytes:
         raise PayloadTooLarge(
             f"image is {len(data):,} bytes; the limit is {config.max_image_bytes:,}")
-    image = _open(data)
+    image = _open(data, config)
     _check_size(image, config)
     fmt = image.format or "unknown"
     try:

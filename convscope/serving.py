@@ -42,23 +42,25 @@ class Registration:
                           "maxBatchDelay": s.max_batch_delay_ms, "responseTimeout": s.response_timeout_s}}
 
 
-def registrations(store: Path) -> list[Registration]:
-    """One registration per (archive, endpoint), from the spec inside each archive."""
+def registrations(store: Path, overrides: dict[str, ServingSpec] | None = None) -> list[Registration]:
+    """One registration per (archive, endpoint), from the spec inside each archive;
+    ``overrides`` replaces the serving settings of named registrations."""
+    overrides = overrides or {}
     result = []
     for mar in sorted(store.glob("*.mar")):
         with zipfile.ZipFile(mar) as archive:
             doc = json.loads(archive.read("spec.json"))
         spec = parse_spec({**doc, "labels": [""] * int(doc["num_classes"])}, store)
         for endpoint in spec.endpoints:
-            result.append(Registration(f"{spec.name}{SUFFIXES[endpoint]}", mar.name,
-                                       spec.serving_for(endpoint)))
+            name = f"{spec.name}{SUFFIXES[endpoint]}"
+            result.append(Registration(name, mar.name, overrides.get(name, spec.serving_for(endpoint))))
     return result
 
 
 def render_config(store: Path, ports: dict[str, int] | None = None,
-                  base: Path = BASE_CONFIG) -> str:
+                  overrides: dict[str, ServingSpec] | None = None, base: Path = BASE_CONFIG) -> str:
     """The effective config.properties: the hardened base, the store and its registrations."""
-    regs = registrations(store)
+    regs = registrations(store, overrides)
     if not regs:
         raise SystemExit(f"no model archives in {store}: run `make store` first")
     lines = base.read_text().splitlines()
@@ -72,14 +74,19 @@ def render_config(store: Path, ports: dict[str, int] | None = None,
     return "\n".join(kept + [f"{k}={v}" for k, v in overrides.items()]) + "\n"
 
 
-def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = None) -> tuple[list[str], dict]:
+def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = None,
+                    overrides: dict[str, ServingSpec] | None = None) -> tuple[list[str], dict]:
     """Write ``config.properties`` into ``run_dir``; return (torchserve command, environment)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.properties").write_text(render_config(store, ports))
+    (run_dir / "config.properties").write_text(render_config(store, ports, overrides))
     prometheus_dir = run_dir / "prometheus"
     shutil.rmtree(prometheus_dir, ignore_errors=True)  # multiprocess files are per run
     prometheus_dir.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir.resolve()),
+    # TorchServe keeps its pid file and unpacked archives in $TMPDIR: one per run directory lets
+    # several servers (a developer's and the tests') run side by side.
+    tmp = (run_dir / "tmp").resolve()
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmp), "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir.resolve()),
            "LOG_LOCATION": str((run_dir / "logs").resolve()),
            "METRICS_LOCATION": str((run_dir / "logs").resolve()),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -109,7 +109,7 @@ def test_truncated_images_are_400(fmt):
 
 def test_huge_header_is_refused_before_decoding():
     started = time.perf_counter()
-    with pytest.raises(PayloadTooLarge, match="30000x30000|decompression bomb"):
+    with pytest.raises(PayloadTooLarge, match="900000000 pixels"):
         decode_image(png_bomb(30000), CONFIG)
     assert time.perf_counter() - started < 1.0, "the header alone must decide"
 
