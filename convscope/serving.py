@@ -12,9 +12,15 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .endpoints import SUFFIXES
@@ -95,6 +101,88 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
                "--ts-config", str((run_dir / "config.properties").resolve()),
                "--model-store", str(store.resolve())]
     return command, env
+
+
+def free_ports() -> dict[str, int]:
+    """One free loopback port for each TorchServe listener."""
+    sockets = [socket.socket() for _ in PORT_KEYS]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return {name: s.getsockname()[1] for name, s in zip(PORT_KEYS, sockets)}
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class RunningServer:
+    """A TorchServe started in the background by ``start`` (tests, benchmarks)."""
+
+    process: subprocess.Popen
+    run_dir: Path
+    ports: dict[str, int]
+    names: list[str]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def url(self, listener: str = "inference") -> str:
+        return f"http://127.0.0.1:{self.ports[listener]}"
+
+    def log_tail(self, lines: int = 60) -> str:
+        paths = sorted((self.run_dir / "logs").glob("*.log")) + [self.run_dir / "torchserve.out"]
+        text = "".join(p.read_text(errors="replace") for p in paths if p.exists())
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _ready(self, name: str) -> bool:
+        request = urllib.request.Request(f"{self.url('management')}/models/{name}",
+                                         headers={"Authorization": f"Bearer {self.keys['management']}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return any(w["status"] == "READY" for w in json.load(answer)[0]["workers"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError):
+            return False
+
+    def wait_ready(self, timeout: float = 240) -> "RunningServer":
+        deadline, key_file = time.monotonic() + timeout, self.run_dir / "key_file.json"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"TorchServe exited with {self.process.returncode}:\n{self.log_tail()}")
+            if key_file.exists() and not self.keys:
+                keys = json.loads(key_file.read_text())
+                self.keys = {kind: keys[kind]["key"] for kind in ("inference", "management", "API")}
+            if self.keys and all(self._ready(name) for name in self.names):
+                return self
+            time.sleep(0.5)
+        raise RuntimeError(f"TorchServe not ready after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM the process group (frontend and workers), then SIGKILL what is left."""
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=wait)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
+          overrides: dict[str, ServingSpec] | None = None, timeout: float = 240) -> RunningServer:
+    """Start TorchServe in the background on ``ports`` (default: free ones) and wait until
+    every registration has a ready worker."""
+    ports = ports or free_ports()
+    command, env = prepare_run_dir(run_dir, store, ports, overrides)
+    with open(run_dir / "torchserve.out", "wb") as out:
+        process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    server = RunningServer(process, run_dir, ports, [r.name for r in registrations(store, overrides)])
+    try:
+        return server.wait_ready(timeout)
+    except BaseException:
+        server.stop()
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:
