@@ -30,6 +30,9 @@ _JSON_TYPES = ("application/json", "text/json")
 class Payload:
     fields: Mapping[str, Any]
     content_types: Mapping[str, str] = field(default_factory=dict)
+    """Content type of each field (multipart parts carry their own)."""
+    request_content_type: str = ""
+    """The request's own Content-Type header, where the transport has one."""
 
     def content_type(self, name: str) -> str:
         return self.content_types.get(name, "").split(";")[0].strip().lower()
@@ -113,6 +116,10 @@ def split_payload(payload: Payload) -> tuple[bytes, dict[str, Any]]:
                 f"Content-Type {kind!r} is not accepted; send image/*, application/octet-stream, "
                 "multipart/form-data with a 'data' part, or application/json")
         return bytes(body) if not isinstance(body, str) else body.encode(), fields
+    if payload.request_content_type.lower().startswith("application/x-www-form-urlencoded"):
+        raise UnsupportedMediaType(
+            "the body was sent as a form (application/x-www-form-urlencoded, curl's default for "
+            "--data-binary): send the image with Content-Type image/*, or as multipart -F data=@file")
     for name in IMAGE_FIELDS:
         if name in fields:
             data = fields.pop(name)

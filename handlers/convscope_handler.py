@@ -36,7 +36,8 @@ class ConvScopeHandler:
         properties = context.request_processor[index].get_request_properties()
         types = {name: (properties.get(name) or {}).get("content-type", "")
                  for name in row if isinstance(properties.get(name), dict)}
-        return Payload(fields=row, content_types=types)
+        return Payload(fields=row, content_types=types,
+                       request_content_type=str(properties.get("Content-Type") or ""))
 
     def handle(self, data, context):
         payloads = [self._payload(row, context, i) for i, row in enumerate(data)]

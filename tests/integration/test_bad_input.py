@@ -38,6 +38,7 @@ CASES = [
     ("unsupported format", "digits", dict(data=b"P6\n4 4\n255\n" + b"\x00" * 48, headers=PNG), 415, "PPM"),
     ("bad base64", "digits", dict(data=b'{"image": "%%%"}', headers=JSON), 400, "base64"),
     ("malformed JSON", "digits", dict(data=b'{"image": "abc', headers=JSON), 400, "malformed JSON"),
+    ("form body", "digits", dict(data={"top_k": "3"}), 415, "application/x-www-form-urlencoded"),
     ("unknown parameter", "digits", dict(files={"data": _digit()}, data={"colour": "red"}), 400, "colour"),
     ("top_k 0", "digits", dict(files={"data": _digit()}, data={"top_k": "0"}), 400, "top_k"),
     ("top_k -1", "digits", dict(files={"data": _digit()}, data={"top_k": "-1"}), 400, "top_k"),

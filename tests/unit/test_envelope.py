@@ -68,3 +68,9 @@ def test_unknown_parameter_is_400():
 @pytest.mark.parametrize("raw, value", [(True, True), ("false", False), (b"0", False), (1, True)])
 def test_bool_parsing(raw, value):
     assert parse_params({"normalize": raw}, (Param("normalize", bool, True),)) == {"normalize": value}
+
+
+def test_a_form_body_gets_a_415_that_says_how_to_send_an_image():
+    payload = Payload({"top_k": b"3"}, request_content_type="application/x-www-form-urlencoded")
+    with pytest.raises(UnsupportedMediaType, match="Content-Type image"):
+        split_payload(payload)

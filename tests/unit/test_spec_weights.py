@@ -74,6 +74,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_code_running_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     with open(tmp_path / "evil.pt", "wb") as handle:
