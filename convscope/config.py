@@ -27,6 +27,23 @@ class EngineConfig:
     max_top_k: int = 100
     """Server-side cap on ``top_k``; larger values are a 400 that names the cap."""
 
+    max_samples: int = 256
+    """Cap on SmoothGrad ``samples``."""
+
+    max_steps: int = 512
+    """Cap on integrated-gradients ``steps``."""
+
+    max_occlusion_windows: int = 4096
+    """Cap on the number of occlusion window positions a request's window and stride give."""
+
+    explain_chunk_size: int = 32
+    """Most images in one forward pass of an explanation (noisy copies, path points, occluded
+    copies, Score-CAM masks): memory stays bounded whatever a request asks for."""
+
+    max_output_side: int = 1024
+    """Explanation maps are aligned with the client image; images with a longer side are
+    answered at this size (aspect kept)."""
+
     intra_op_threads: int = 1
     """torch threads per worker. Workers x threads should not exceed the cores: TorchServe runs
     one process per endpoint, so the default is 1 and one request never fights another."""

@@ -40,18 +40,29 @@ class Payload:
 
 @dataclass(frozen=True)
 class Param:
-    """A declared parameter: ``kind`` is int or bool; ints carry an inclusive range."""
+    """A declared parameter. ``kind``: int or float (with an inclusive range ``low``..``high``),
+    bool, str (one of ``choices``) or list (of ``choices``; a comma-separated string also works).
+    ``cap`` names the server-side setting behind ``high``, so the 400 can say which cap it is."""
 
     name: str
     kind: type
     default: Any
-    low: int | None = None
-    high: int | None = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    cap: str = ""
 
     def parse(self, raw: Any) -> Any:
-        value = _as_bool(self.name, raw) if self.kind is bool else _as_int(self.name, raw)
-        if self.kind is int and not (self.low <= value <= self.high):
-            raise BadRequest(f"{self.name} must be between {self.low} and {self.high}, got {value}")
+        if self.kind is bool:
+            return _as_bool(self.name, raw)
+        if self.kind is str:
+            return _as_choice(self.name, _text(raw), self.choices)
+        if self.kind is list:
+            return _as_choices(self.name, _text(raw), self.choices)
+        value = _as_int(self.name, raw) if self.kind is int else _as_float(self.name, raw)
+        if not (self.low <= value <= self.high):
+            cap = f" (server cap {self.cap})" if self.cap and value > self.high else ""
+            raise BadRequest(f"{self.name} must be between {self.low} and {self.high}{cap}, got {value}")
         return value
 
 
@@ -70,6 +81,37 @@ def _as_int(name: str, raw: Any) -> int:
     if isinstance(raw, str) and raw.lstrip("+-").isdigit() and len(raw) < 20:
         return int(raw)
     raise BadRequest(f"{name} must be an integer, got {str(raw)[:40]!r}")
+
+
+def _as_float(name: str, raw: Any) -> float:
+    raw = _text(raw)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        try:
+            value = float(raw) if isinstance(raw, str) and len(raw) < 40 else float("nan")
+        except ValueError:
+            value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadRequest(f"{name} must be a number, got {str(raw)[:40]!r}")
+    return value
+
+
+def _as_choice(name: str, raw: Any, choices: tuple[str, ...]) -> str:
+    if not choices and isinstance(raw, str) and 0 < len(raw) <= 200:
+        return raw  # a free string, such as a layer name
+    if not isinstance(raw, str) or raw not in choices:
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}; got {str(raw)[:40]!r}")
+    return raw
+
+
+def _as_choices(name: str, raw: Any, choices: tuple[str, ...]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not items:
+        raise BadRequest(f"{name} must be a non-empty list of {', '.join(choices)}")
+    values = tuple(_as_choice(name, _text(item).strip() if isinstance(item, str) else item, choices)
+                   for item in items)
+    return tuple(dict.fromkeys(values))
 
 
 def _as_bool(name: str, raw: Any) -> bool:

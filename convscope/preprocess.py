@@ -150,16 +150,29 @@ def decode_image(data: bytes, config: EngineConfig,
     return DecodedImage(image=to_rgb(image, background), format=fmt)
 
 
-def _fit_mnist(grey: Image.Image, size: tuple[int, int], resample: int) -> Image.Image:
+@dataclass(frozen=True)
+class Placement:
+    """Where the client's image landed in the network input: the pixels of ``source`` (a box
+    x0, y0, x1, y1 of the client image, size ``image_size``) fill the box ``target`` of the
+    input. Maps computed on the input are aligned back to the client image through it."""
+
+    image_size: tuple[int, int]
+    source: tuple[int, int, int, int]
+    target: tuple[int, int, int, int]
+
+
+def _fit_mnist(grey: Image.Image, size: tuple[int, int], resample: int) -> tuple[Image.Image, Placement]:
     """MNIST's own recipe: crop the ink, fit it in a box of 20/28 of the frame keeping its
     aspect, and centre it by its centre of mass. ``grey`` is white ink on black."""
     height, width = size
     array = np.asarray(grey, dtype=np.float32)
     mask = array > 0.25 * array.max() if array.max() > 0 else np.zeros_like(array, bool)
     if not mask.any():
-        return Image.new("L", (width, height), 0)
+        whole = (0, 0, grey.width, grey.height)
+        return Image.new("L", (width, height), 0), Placement(grey.size, whole, (0, 0, width, height))
     rows, cols = np.nonzero(mask)
-    crop = grey.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+    box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    crop = grey.crop(box)
     box = (round(height * 20 / 28), round(width * 20 / 28))
     scale = min(box[0] / crop.height, box[1] / crop.width)
     new_w, new_h = max(1, round(crop.width * scale)), max(1, round(crop.height * scale))
@@ -169,8 +182,9 @@ def _fit_mnist(grey: Image.Image, size: tuple[int, int], resample: int) -> Image
     cy = (ink.sum(axis=1) * np.arange(new_h)).sum() / total
     cx = (ink.sum(axis=0) * np.arange(new_w)).sum() / total
     canvas = Image.new("L", (width, height), 0)
-    canvas.paste(crop, (round(width / 2 - cx), round(height / 2 - cy)))
-    return canvas
+    left, top = round(width / 2 - cx), round(height / 2 - cy)
+    canvas.paste(crop, (left, top))
+    return canvas, Placement(grey.size, box, (left, top, left + new_w, top + new_h))
 
 
 def _maybe_invert(grey: Image.Image, mode: str) -> Image.Image:
@@ -182,31 +196,47 @@ def _maybe_invert(grey: Image.Image, mode: str) -> Image.Image:
     return ImageOps.invert(grey) if border.mean() > 127 else grey
 
 
-def _resize(image: Image.Image, spec: InputSpec) -> Image.Image:
+def _resize(image: Image.Image, spec: InputSpec) -> tuple[Image.Image, Placement]:
     height, width = spec.size
     resample = _RESAMPLE[spec.interpolation]
+    full = (0, 0, width, height)
     if spec.resize == "mnist":
         return _fit_mnist(image, spec.size, resample)
     if spec.resize == "center_crop":
         scale = max(width / image.width, height / image.height)
-        image = image.resize((max(width, round(image.width * scale)),
-                              max(height, round(image.height * scale))), resample)
-        left, top = (image.width - width) // 2, (image.height - height) // 2
-        return image.crop((left, top, left + width, top + height))
-    return image.resize((width, height), resample)
+        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+        source = (round(left / scale), round(top / scale),
+                  round((left + width) / scale), round((top + height) / scale))
+        resized = image.resize(scaled, resample).crop((left, top, left + width, top + height))
+        return resized, Placement(image.size, source, full)
+    return image.resize((width, height), resample), Placement(image.size, (0, 0, *image.size), full)
 
 
-def to_tensor(image: Image.Image, spec: InputSpec) -> torch.Tensor:
-    """RGB image -> float32 [channels, H, W], scaled to [0, 1] then normalised by mean/std."""
+def prepare_input(image: Image.Image, spec: InputSpec) -> tuple[torch.Tensor, Placement]:
+    """RGB image -> (float32 [channels, H, W] scaled to [0, 1] then normalised by mean/std,
+    where the image landed in it)."""
     image = image.convert("L") if spec.channels == 1 else image.convert("RGB")
     if spec.channels == 1:
         image = _maybe_invert(image, spec.invert)
-    image = _resize(image, spec)
+    image, placement = _resize(image, spec)
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    return torch.from_numpy(np.ascontiguousarray((array - mean) / std))
+    return torch.from_numpy(np.ascontiguousarray((array - mean) / std)), placement
+
+
+def to_tensor(image: Image.Image, spec: InputSpec) -> torch.Tensor:
+    """``prepare_input`` without the placement."""
+    return prepare_input(image, spec)[0]
+
+
+def pixel_value(value: float, spec: InputSpec) -> torch.Tensor:
+    """A grey pixel intensity in [0, 1] as the normalised float32 [channels, 1, 1] input value."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32)
+    std = torch.tensor(spec.std, dtype=torch.float32)
+    return ((value - mean) / std)[:, None, None]
 
 
 def batch(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:

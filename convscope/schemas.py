@@ -3,6 +3,7 @@ below the handler sees a transport's dicts."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass
 
 
@@ -53,3 +54,52 @@ class FeaturesResult:
         data = asdict(self)
         data["vector"] = list(self.vector)
         return {"model": self.model, "layer": self.layer, "dim": self.dim, "vector": data["vector"]}
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """A saliency or CAM request. ``options`` holds the method's own parameters as sorted
+    (name, value) pairs, so requests that can share one batched computation compare equal."""
+
+    image: bytes
+    method: str
+    target: int | None
+    options: tuple[tuple[str, object], ...]
+    layer: str = "auto"
+    outputs: tuple[str, ...] = ("heatmap",)
+    polarity: str = "positive"
+    clip_low: float = 0.0
+    clip_high: float = 99.5
+    alpha: float = 0.5
+
+    @property
+    def group(self) -> tuple:
+        return (self.method, self.options, self.layer)
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    model: str
+    method: str
+    target: int
+    label: str
+    score: float
+    """Softmax probability of ``target`` on the unperturbed image."""
+    width: int
+    height: int
+    heatmap: bytes | None = None
+    overlay: bytes | None = None
+    array: bytes | None = None
+    """float16 little-endian [height, width] in [0, 1]."""
+
+    def to_dict(self) -> dict:
+        out = {"model": self.model, "method": self.method, "target": self.target,
+               "label": self.label, "score": self.score, "width": self.width, "height": self.height}
+        if self.heatmap is not None:
+            out["heatmap"] = base64.b64encode(self.heatmap).decode()
+        if self.overlay is not None:
+            out["overlay"] = base64.b64encode(self.overlay).decode()
+        if self.array is not None:
+            out["array"] = {"dtype": "float16", "shape": [self.height, self.width],
+                            "data": base64.b64encode(self.array).decode()}
+        return out

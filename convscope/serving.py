@@ -26,6 +26,9 @@ from pathlib import Path
 from .endpoints import SUFFIXES
 from .spec import ServingSpec, parse_spec
 
+METRICS_PORT = 8083
+"""ConvScope's own Prometheus metrics (histograms with its buckets), next to TorchServe's 8082."""
+
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "deploy" / "torchserve" / "config.properties"
 PORT_KEYS = {"inference": ("inference_address", "http://127.0.0.1:{}"),
@@ -74,6 +77,8 @@ def render_config(store: Path, ports: dict[str, int] | None = None,
                  "load_models": ",".join(f"{r.name}={r.mar}" for r in regs),
                  "models": json.dumps({r.name: r.models_entry() for r in regs})}
     for key, port in (ports or {}).items():
+        if key not in PORT_KEYS:
+            continue
         name, pattern = PORT_KEYS[key]
         overrides[name] = pattern.format(port)
     kept = [line for line in lines if line.split("=", 1)[0].strip() not in overrides]
@@ -103,13 +108,25 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
     return command, env
 
 
+def serve_metrics(port: int, prometheus_dir: Path):
+    """Serve the workers' shared metrics as Prometheus text on 127.0.0.1:``port`` (a thread)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(prometheus_dir))
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    return server
+
+
 def free_ports() -> dict[str, int]:
-    """One free loopback port for each TorchServe listener."""
-    sockets = [socket.socket() for _ in PORT_KEYS]
+    """One free loopback port for each TorchServe listener and for ConvScope's metrics."""
+    names = (*PORT_KEYS, "convscope_metrics")
+    sockets = [socket.socket() for _ in names]
     try:
         for s in sockets:
             s.bind(("127.0.0.1", 0))
-        return {name: s.getsockname()[1] for name, s in zip(PORT_KEYS, sockets)}
+        return {name: s.getsockname()[1] for name, s in zip(names, sockets)}
     finally:
         for s in sockets:
             s.close()
@@ -124,6 +141,7 @@ class RunningServer:
     ports: dict[str, int]
     names: list[str]
     keys: dict[str, str] = field(default_factory=dict)
+    metrics_server: object = None
 
     def url(self, listener: str = "inference") -> str:
         return f"http://127.0.0.1:{self.ports[listener]}"
@@ -157,6 +175,8 @@ class RunningServer:
 
     def stop(self) -> None:
         """SIGTERM the process group (frontend and workers), then SIGKILL what is left."""
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.process.pid, sig)
@@ -179,6 +199,7 @@ def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = RunningServer(process, run_dir, ports, [r.name for r in registrations(store, overrides)])
     try:
+        server.metrics_server = serve_metrics(ports["convscope_metrics"], run_dir / "prometheus")
         return server.wait_ready(timeout)
     except BaseException:
         server.stop()
@@ -192,10 +213,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command, env = prepare_run_dir(args.run_dir, args.model_store)
     names = [r.name for r in registrations(args.model_store)]
-    print(f"convscope: serving {', '.join(names)} on http://127.0.0.1:8080 "
-          f"(token in {args.run_dir / 'key_file.json'}); Ctrl-C stops", flush=True)
-    os.chdir(args.run_dir)
-    os.execve(command[0], command, env)
+    serve_metrics(METRICS_PORT, args.run_dir / "prometheus")
+    print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:8080, gRPC 127.0.0.1:7070, "
+          f"token in {args.run_dir / 'key_file.json'}\n  metrics: TorchServe http://127.0.0.1:8082/metrics, "
+          f"ConvScope http://127.0.0.1:{METRICS_PORT}/metrics\n  Ctrl-C stops", flush=True)
+    process = subprocess.Popen(command, cwd=args.run_dir, env=env)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: process.send_signal(number))
+    try:
+        sys.exit(process.wait())
+    except KeyboardInterrupt:  # the terminal sent SIGINT to TorchServe too
+        sys.exit(process.wait())
 
 
 if __name__ == "__main__":

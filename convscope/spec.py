@@ -40,7 +40,7 @@ from typing import Any
 
 from .errors import SpecError
 
-ENDPOINTS = ("classify", "features")
+ENDPOINTS = ("classify", "features", "saliency", "cam")
 """Endpoints a spec may list, in the order of their TorchServe names (``<m>``, ``<m>-features``)."""
 
 RESIZE_MODES = ("squash", "center_crop", "mnist")

@@ -7,7 +7,7 @@
   Containers finish after their children, so this picks ``layer4`` in a ResNet, ``features``
   in VGG/DenseNet/MobileNet/ConvNeXt, ``bn2`` in timm's EfficientNet.
 
-Both are found by one forward pass of a zero image with hooks that are removed in ``finally``.
+Both are found by one forward pass of a random image with hooks that are removed in ``finally``.
 A name may be given instead of "auto": ``"<module>"`` taps its output, ``"<module>:input"`` its
 input.
 """
@@ -46,6 +46,9 @@ class Layers:
     cam: Tap
     cam_shape: tuple[int, int, int]
     """C, H, W of the CAM layer's map at the spec's input size."""
+    cam_feeds_head: bool = False
+    """True when the feature vector is exactly the global average of the CAM layer's map, i.e.
+    the head is global-average-pool + linear: what classic CAM (Zhou et al.) needs."""
 
 
 def resolve_tap(model: nn.Module, name: str) -> Tap:
@@ -62,7 +65,8 @@ def resolve_tap(model: nn.Module, name: str) -> Tap:
 
 @contextmanager
 def capture(taps: dict[str, Tap]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record each tap's tensor during the forward passes inside the block.
+    """Record each tap's tensor during the forward passes inside the block: the module's own
+    output (or input), which stays connected to the graph for gradients.
 
     Hooks live only inside the ``with`` and are removed in ``finally``, even when the model raises.
     """
@@ -71,7 +75,13 @@ def capture(taps: dict[str, Tap]) -> Iterator[dict[str, torch.Tensor]]:
     try:
         for key, tap in taps.items():
             def hook(_module, inputs, output, key=key, use_input=tap.use_input):
-                store[key] = inputs[0] if use_input else output
+                if use_input:
+                    store[key] = inputs[0]
+                    return None
+                # Downstream gets a copy, so an in-place op after the layer (DenseNet's
+                # F.relu(features, inplace=True)) cannot change what was recorded.
+                store[key] = output
+                return output.clone()
             handles.append(tap.module.register_forward_hook(hook))
         yield store
     finally:
@@ -124,7 +134,8 @@ def discover_layers(model: nn.Module, input_shape: tuple[int, int, int], num_cla
                     feature: str = "auto", cam: str = "auto") -> Layers:
     """Resolve the feature and CAM layers of ``model`` for inputs of ``input_shape`` (C, H, W)."""
     device = next(model.parameters()).device
-    example = torch.zeros((1, *input_shape), device=device)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn((2, *input_shape), generator=generator).to(device)
     order = _trace(model, example)
     feature_tap = _auto_feature(order, num_classes) if feature == "auto" else resolve_tap(model, feature)
     cam_tap = _auto_cam(order) if cam == "auto" else resolve_tap(model, cam)
@@ -135,4 +146,7 @@ def discover_layers(model: nn.Module, input_shape: tuple[int, int, int], num_cla
     cam_map = seen["cam"]
     if cam_map.ndim != 4:
         raise SpecError(f"CAM layer {cam_tap.label} gives shape {tuple(cam_map.shape)}, not [B,C,H,W]")
-    return Layers(feature_tap, feature_dim, cam_tap, tuple(int(s) for s in cam_map.shape[1:]))
+    pooled, vector = cam_map.mean(dim=(2, 3)), seen["feature"].flatten(1)
+    feeds_head = pooled.shape == vector.shape and torch.allclose(pooled, vector, rtol=1e-4, atol=1e-5)
+    return Layers(feature_tap, feature_dim, cam_tap, tuple(int(s) for s in cam_map.shape[1:]),
+                  bool(feeds_head))

@@ -1,0 +1,1 @@
+"""Class activation maps: which regions of a conv layer's maps the target class uses."""

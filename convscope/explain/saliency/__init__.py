@@ -1,0 +1,1 @@
+"""Saliency methods: which input pixels matter for the target class."""
