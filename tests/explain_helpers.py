@@ -3,6 +3,7 @@ and randomly initialised real architectures wrapped as ``LoadedModel``s."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,60 @@ def pearson(a, b) -> float:
     if a.std() == 0 or b.std() == 0:
         return 1.0 if np.allclose(a, b) else 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(_flat(a), _flat(b)).statistic)
+
+
+def target_logit(model: LoadedModel, x: torch.Tensor, target: int) -> torch.Tensor:
+    """The target's logit for each image of ``x`` [N, C, H, W]: what the methods explain."""
+    with torch.inference_mode():
+        return model.module(x)[:, target]
+
+
+def deletion_drops(model: LoadedModel, x: torch.Tensor, target: int, saliency: torch.Tensor,
+                   fraction: float = 0.2, draws: int = 10, seed: int = 0) -> tuple[float, float]:
+    """The protocol, fixed before measuring: delete the ``fraction`` most salient pixels of
+    ``x`` [1, C, H, W] by replacing them with a Gaussian blur of the image (sigma a tenth of its
+    side: imputation instead of a constant, which the ROAD study (Rong et al. 2022) showed to
+    create out-of-distribution artefacts), and return the fall of the target logit, with the
+    mean fall over ``draws`` random deletions of as many pixels."""
+    from convscope.explain.saliency.integrated_gradients import _gaussian_blur
+
+    height, width = x.shape[-2:]
+    count = int(fraction * height * width)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [saliency.flatten().topk(count).indices]
+    chosen += [torch.randperm(height * width, generator=generator)[:count] for _ in range(draws)]
+    blurred = _gaussian_blur(x[0], 0.1 * min(height, width))
+    deleted = x.repeat(len(chosen), 1, 1, 1)
+    for row, indices in enumerate(chosen):
+        mask = torch.zeros(height * width, dtype=torch.bool)
+        mask[indices] = True
+        mask = mask.view(height, width)
+        deleted[row][:, mask] = blurred[:, mask]
+    base = float(target_logit(model, x, target)[0])
+    after = target_logit(model, deleted, target)
+    return base - float(after[0]), base - float(after[1:].mean())
+
+
+def randomized_copy(model: LoadedModel, seed: int = 0) -> LoadedModel:
+    """The same architecture with every layer re-initialised (Adebayo et al. 2018's cascading
+    randomisation carried to the end): explanations that survive this explain nothing learned."""
+    torch.manual_seed(seed)
+    module = copy.deepcopy(model.module)
+    for layer in module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return LoadedModel(model.spec, module.eval(), model.device, model.layers.__class__(
+        *_retarget(model.layers, module)))
+
+
+def _retarget(layers, module):
+    from convscope.models import resolve_tap
+
+    return (resolve_tap(module, layers.feature.label), layers.feature_dim,
+            resolve_tap(module, layers.cam.label), layers.cam_shape, layers.cam_feeds_head)

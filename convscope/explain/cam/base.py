@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import BadRequest
 from ..base import Job, Method, activations_and_gradients, upsample
 
 
@@ -23,6 +24,9 @@ class CamMethod(Method):
 
     def explain(self, job: Job) -> torch.Tensor:
         activations, grads, _ = activations_and_gradients(job, need_grads=self.uses_gradients)
+        if activations.ndim != 4:
+            raise BadRequest(f"layer {job.layer.label!r} gives {tuple(activations.shape)}, not a "
+                             "[B,C,H,W] map: choose a convolutional layer")
         maps = self.cam(job, activations.float(), None if grads is None else grads.float())
         if not self.signed:
             maps = maps.clamp(min=0)
