@@ -144,6 +144,7 @@ class RunningServer:
     metrics_server: object = None
 
     def url(self, listener: str = "inference") -> str:
+        """``inference``, ``management``, ``metrics`` (TorchServe's) or ``convscope_metrics``."""
         return f"http://127.0.0.1:{self.ports[listener]}"
 
     def log_tail(self, lines: int = 60) -> str:

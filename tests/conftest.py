@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from convscope.config import EngineConfig
-from convscope.endpoints import build_endpoint
+from convscope.endpoints import SUFFIXES, build_endpoint
 from convscope.models import load_model
 from convscope.spec import load_spec
 
@@ -40,4 +40,4 @@ def endpoints(lite0, digits_model):
     config = EngineConfig()
     return {f"{m.spec.name}{suffix}": build_endpoint(kind, m, config)
             for m in (lite0, digits_model)
-            for kind, suffix in (("classify", ""), ("features", "-features"))}
+            for kind, suffix in SUFFIXES.items()}

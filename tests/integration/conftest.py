@@ -11,8 +11,9 @@ import requests
 from convscope.serving import RunningServer, start
 from convscope.spec import ServingSpec
 
-# Batching made certain for the batch-isolation tests: digits waits up to 300 ms to fill 8.
-OVERRIDES = {"digits": ServingSpec(batch_size=8, max_batch_delay_ms=300)}
+# Batching made certain for the batch tests: these wait up to 300 ms to fill a batch of 8.
+OVERRIDES = {"digits": ServingSpec(batch_size=8, max_batch_delay_ms=300),
+             "digits-cam": ServingSpec(batch_size=8, max_batch_delay_ms=300, response_timeout_s=600)}
 
 
 @dataclass
@@ -34,9 +35,14 @@ class Server:
     def auth(self, kind: str = "inference") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.running.keys[kind]}"}
 
-    def predict(self, name: str, headers: dict | None = None, **kwargs) -> requests.Response:
+    def predict(self, name: str, headers: dict | None = None, timeout: float = 120,
+                **kwargs) -> requests.Response:
         return requests.post(f"{self.url}/predictions/{name}",
-                             headers={**self.auth(), **(headers or {})}, timeout=60, **kwargs)
+                             headers={**self.auth(), **(headers or {})}, timeout=timeout, **kwargs)
+
+    @property
+    def metrics_url(self) -> str:
+        return self.running.url("convscope_metrics") + "/metrics"
 
     def workers(self, name: str) -> list[dict]:
         answer = requests.get(f"{self.management_url}/models/{name}",

@@ -144,3 +144,23 @@ def test_scorecam_vs_pytorch_grad_cam(batch):
         t = BATCHES[batch]
         ours = explain(model, x, t, "scorecam", chunk=64)
         _assert_agree(ours, _grad_cam_peer(ScoreCAM, model, x, t, batch_size=64))
+
+
+def test_scorecam_constant_channels_shortcut_is_exact():
+    """Dead (constant) channels are scored by one shared forward; the map must not change."""
+    from torch import nn
+
+    from tests.explain_helpers import wrap
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3, padding=1)
+    conv.weight.data[2:4] = 0.0  # two channels that are always exactly their (ReLU'd) bias
+    conv.bias.data[2:4] = torch.tensor([-1.0, 0.5])
+    model = wrap(nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)),
+                 4, 3, 16)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ours = explain(model, x, [1, 3], "scorecam")
+    theirs = _grad_cam_peer(ScoreCAM, model, x, [1, 3], batch_size=64)
+    for i in range(2):
+        scaled = (ours[i] - ours[i].min()) / (ours[i].max() - ours[i].min())
+        assert torch.allclose(scaled, torch.from_numpy(theirs[i]), atol=1e-3)
