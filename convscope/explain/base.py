@@ -74,6 +74,26 @@ def chunked(fn: Callable[..., torch.Tensor], chunk: int, *tensors: torch.Tensor)
     return torch.cat([fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, total, chunk)])
 
 
+def spread(per_item: int, items: int, chunk: int) -> Iterator[list[tuple[int, int, int]]]:
+    """The ``items`` x ``per_item`` (item, k) pairs in order, in chunks of at most ``chunk``,
+    each chunk as (item, start, stop) segments: full passes across the whole batch, where
+    chunking image by image would leave a part-empty pass per image."""
+    segments: list[tuple[int, int, int]] = []
+    room = chunk
+    for item in range(items):
+        start = 0
+        while start < per_item:
+            take = min(room, per_item - start)
+            segments.append((item, start, start + take))
+            start += take
+            room -= take
+            if room == 0:
+                yield segments
+                segments, room = [], chunk
+    if segments:
+        yield segments
+
+
 @contextmanager
 def layer_recording(tap: Tap) -> Iterator[dict[str, torch.Tensor]]:
     """Record ``tap``'s activation during the block; the hook is removed in ``finally``."""

@@ -3,8 +3,8 @@
 (x - x') * integral over a in [0, 1] of d score_c / d x at x' + a (x - x'), by ``steps``-point
 Gauss-Legendre quadrature (Captum's default); summed over channels; signed. Baselines x':
 ``black`` (a black image), ``blur`` (a Gaussian blur of the input, sigma a tenth of its side)
-or ``uniform`` (uniform noise in the pixel range, seeded). Path points go through the model
-``chunk_size`` at a time.
+or ``uniform`` (uniform noise in the pixel range, seeded). Path points of all the batch's images
+go through the model ``chunk_size`` at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ...preprocess import pixel_value
-from ..base import Job, input_gradients
+from ..base import Job, input_gradients, spread
 from .base import SaliencyMethod
 
 
@@ -58,19 +58,17 @@ class IntegratedGradients(SaliencyMethod):
     default_polarity = "absolute"
     options = ("steps", "baseline", "seed")
 
-    def _one(self, job: Job, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        alphas, weights = gauss_legendre(job.options["steps"])
-        base = baseline_for(job, x)
-        delta = x - base
-        total = torch.zeros_like(x)
-        for start in range(0, len(alphas), job.chunk_size):
-            a = torch.tensor(alphas[start:start + job.chunk_size], device=x.device)
-            w = torch.tensor(weights[start:start + job.chunk_size], device=x.device)
-            path = base[None] + a[:, None, None, None] * delta[None]
-            grads = input_gradients(job.model.module, path, target.expand(len(a)))
-            total += (grads * w[:, None, None, None]).sum(dim=0)
-        return delta * total
-
     def explain(self, job: Job) -> torch.Tensor:
-        raw = torch.stack([self._one(job, x, t) for x, t in zip(job.inputs, job.targets)])
-        return self.reduce(raw)
+        x = job.inputs
+        alphas, weights = (torch.tensor(v, device=x.device) for v in gauss_legendre(job.options["steps"]))
+        bases = torch.stack([baseline_for(job, item) for item in x])
+        deltas = x - bases
+        total = torch.zeros_like(x)
+        for segments in spread(len(alphas), len(x), job.chunk_size):
+            owners = torch.cat([torch.full((stop - start,), item, device=x.device)
+                                for item, start, stop in segments])
+            steps = torch.cat([torch.arange(start, stop, device=x.device) for _, start, stop in segments])
+            path = bases[owners] + alphas[steps][:, None, None, None] * deltas[owners]
+            grads = input_gradients(job.model.module, path, job.targets[owners])
+            total.index_add_(0, owners, grads * weights[steps][:, None, None, None])
+        return self.reduce(deltas * total)

@@ -2,8 +2,8 @@
 
 Slide a ``window`` x ``window`` patch of ``fill`` over the input with ``stride`` (positions k x
 stride, the last ones clipped at the border, as Captum does); each pixel's value is the mean
-drop of the target logit over the windows that cover it; signed. Occluded copies are evaluated
-``chunk_size`` at a time, never one by one.
+drop of the target logit over the windows that cover it; signed. Occluded copies of all the
+batch's images are evaluated ``chunk_size`` at a time, never one by one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import torch
 
 from ...preprocess import pixel_value
-from ..base import Job, target_scores
+from ..base import Job, spread, target_scores
 from .base import SaliencyMethod
 
 
@@ -41,27 +41,26 @@ class Occlusion(SaliencyMethod):
     signed = True
     options = ("window", "stride", "fill")
 
-    def _one(self, job: Job, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def explain(self, job: Job) -> torch.Tensor:
+        x, targets = job.inputs, job.targets
         window, stride, fill = job.options["window"], job.options["stride"], job.options["fill"]
-        _, height, width = x.shape
+        height, width = x.shape[-2:]
         tops, lefts = torch.meshgrid(
             torch.tensor(window_positions(height, window, stride), device=x.device),
             torch.tensor(window_positions(width, window, stride), device=x.device), indexing="ij")
         tops, lefts = tops.flatten(), lefts.flatten()
         value = (pixel_value(fill, job.model.spec.input).to(x.device) if fill is not None
-                 else torch.zeros(x.shape[0], 1, 1, device=x.device))
-        total = torch.zeros(height, width, device=x.device)
-        count = torch.zeros(height, width, device=x.device)
+                 else torch.zeros(x.shape[1], 1, 1, device=x.device))
+        total = torch.zeros(len(x), height, width, device=x.device)
+        count = window_masks(tops, lefts, window, height, width)[:, 0].sum(dim=0)
         with torch.inference_mode():
-            clean = target_scores(job.model.module(x[None]), target[None])[0]
-            for start in range(0, len(tops), job.chunk_size):
-                masks = window_masks(tops[start:start + job.chunk_size],
-                                     lefts[start:start + job.chunk_size], window, height, width)
-                occluded = x[None] * (1 - masks) + value[None] * masks
-                drops = clean - target_scores(job.model.module(occluded), target.expand(len(masks)))
-                total += (drops[:, None, None] * masks[:, 0]).sum(dim=0)
-                count += masks[:, 0].sum(dim=0)
+            clean = target_scores(job.model.module(x), targets)
+            # Occluded copies of all the batch's images, chunk_size per forward pass.
+            for segments in spread(len(tops), len(x), job.chunk_size):
+                owners = torch.cat([torch.full((b - a,), item, device=x.device) for item, a, b in segments])
+                masks = torch.cat([window_masks(tops[a:b], lefts[a:b], window, height, width)
+                                   for _, a, b in segments])
+                occluded = x[owners] * (1 - masks) + value[None] * masks
+                drops = clean[owners] - target_scores(job.model.module(occluded), targets[owners])
+                total.index_add_(0, owners, drops[:, None, None] * masks[:, 0])
         return total / count.clamp(min=1)
-
-    def explain(self, job: Job) -> torch.Tensor:
-        return torch.stack([self._one(job, x, t) for x, t in zip(job.inputs, job.targets)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..base import Job
+from ..base import Job, spread
 from .base import SaliencyMethod
 from .gradient import Gradient
 
@@ -29,22 +29,22 @@ class Smoothed(SaliencyMethod):
     def reduce(self, raw: torch.Tensor) -> torch.Tensor:
         return self.inner.reduce(raw)
 
-    def _one(self, job: Job, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        samples, chunk = job.options["samples"], job.chunk_size
-        stdev = float(job.options["noise"]) * float(x.max() - x.min())
-        generator = torch.Generator(device=x.device).manual_seed(job.options["seed"])
-        total = torch.zeros_like(x)
-        for start in range(0, samples, chunk):
-            count = min(chunk, samples - start)
-            # The same draw as Captum's NoiseTunnel: normal(0, stdev tensor) of the expanded shape.
-            std = torch.full((count, *x.shape), stdev, device=x.device)
-            noisy = x[None] + torch.normal(0.0, std, generator=generator)
-            total += self.inner.raw(job, noisy, target.expand(count)).sum(dim=0)
-        return total / samples
-
     def explain(self, job: Job) -> torch.Tensor:
-        raw = torch.stack([self._one(job, x, t) for x, t in zip(job.inputs, job.targets)])
-        return self.reduce(raw)
+        x, samples = job.inputs, job.options["samples"]
+        flat = x.flatten(1)
+        stdevs = (float(job.options["noise"]) * (flat.amax(dim=1) - flat.amin(dim=1))).tolist()
+        generators = [torch.Generator(device=x.device).manual_seed(job.options["seed"]) for _ in x]
+        total = torch.zeros_like(x)
+        for segments in spread(samples, len(x), job.chunk_size):
+            noisy, owners = [], []
+            for item, start, stop in segments:
+                # Captum NoiseTunnel's draw: normal(0, stdev tensor) of the expanded shape.
+                std = torch.full((stop - start, *x.shape[1:]), stdevs[item], device=x.device)
+                noisy.append(x[item][None] + torch.normal(0.0, std, generator=generators[item]))
+                owners += [item] * (stop - start)
+            owners_t = torch.tensor(owners, device=x.device)
+            total.index_add_(0, owners_t, self.inner.raw(job, torch.cat(noisy), job.targets[owners_t]))
+        return self.reduce(total / samples)
 
 
 def smoothgrad() -> Smoothed:

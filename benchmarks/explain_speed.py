@@ -1,0 +1,196 @@
+"""Explanation latency per method against the peers' defaults, side by side in one run.
+
+    python benchmarks/explain_speed.py [--device cuda] [--models efficientnet_lite0 resnet50]
+                                       [--batches 1 16] [--quick] [--write] [--out FILE]
+
+ConvScope's engine (``METHODS[m].explain``, maps on the device) against:
+Grad-CAM / Grad-CAM++ / Layer-CAM / Score-CAM: pytorch-grad-cam with its defaults (Score-CAM
+batch_size 16); gradient, guided backprop, input x gradient: Captum; SmoothGrad (50 samples) and
+integrated gradients (50 steps): Captum at the same internal batch size as ConvScope's chunk
+(NoiseTunnel nt_samples_batch_size, IG internal_batch_size); occlusion (window 28, stride 14):
+Captum with perturbations_per_eval=1 (its default). "floor" is 50 batched forward + input-gradient
+passes (the compute SmoothGrad and IG cannot avoid). Goals (issue 4): Grad-CAM >= 2x
+pytorch-grad-cam; SmoothGrad and IG no slower than Captum and within 1.2x of the floor;
+occlusion >= 3x Captum; Score-CAM >= 3x pytorch-grad-cam.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from convscope.explain import METHODS, Job  # noqa: E402
+from convscope.explain.base import input_gradients  # noqa: E402
+from convscope.models import LoadedModel, build_architecture, discover_layers, load_model  # noqa: E402
+from convscope.spec import load_spec  # noqa: E402
+
+CHUNK = 32
+OPTIONS = {"samples": 50, "noise": 0.15, "seed": 0, "steps": 50, "baseline": "black",
+           "window": 28, "stride": 14, "fill": None}
+GOALS = {"gradcam": ("pytorch-grad-cam", 2.0), "scorecam": ("pytorch-grad-cam", 3.0),
+         "occlusion": ("Captum ppe=1", 3.0), "smoothgrad": ("Captum", 1.0),
+         "integrated_gradients": ("Captum", 1.0)}
+
+
+def model_for(name: str, device: torch.device) -> LoadedModel:
+    if name == "efficientnet_lite0":
+        loaded = load_model(load_spec(REPO / "model_store" / "efficientnet_lite0.toml"), device)
+        return loaded
+    torch.manual_seed(0)
+    module = build_architecture(f"torchvision:{name}", 1000).to(device).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    base = load_spec(REPO / "model_store" / "efficientnet_lite0.toml")
+    layers = discover_layers(module, (3, 224, 224), 1000)
+    from dataclasses import replace
+    return LoadedModel(replace(base, name=name, arch=f"torchvision:{name}"), module, device, layers)
+
+
+def timed(fn, device, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def peer_module(model: LoadedModel):
+    peer = copy.deepcopy(model.module)
+    for p in peer.parameters():
+        p.requires_grad_(True)
+    return peer.eval()
+
+
+def peer_call(method: str, model: LoadedModel, x, targets):
+    """A zero-argument callable running the peer's implementation, or None."""
+    import captum.attr as ca
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    peer = peer_module(model)
+    t = targets.tolist()
+    grad_cams = {"gradcam": GradCAM, "gradcam_pp": GradCAMPlusPlus, "layercam": LayerCAM, "scorecam": ScoreCAM}
+    if method in grad_cams:
+        layer = dict(peer.named_modules())[model.layers.cam.name]
+
+        def run():
+            with grad_cams[method](model=peer, target_layers=[layer]) as cam:
+                return cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in t])
+        return run
+    if method == "gradient":
+        return lambda: ca.Saliency(peer).attribute(x, target=t, abs=True)
+    if method == "guided_backprop":
+        return lambda: ca.GuidedBackprop(peer).attribute(x, target=t)
+    if method == "input_x_gradient":
+        return lambda: ca.InputXGradient(peer).attribute(x, target=t)
+    if method == "smoothgrad":
+        tunnel = ca.NoiseTunnel(ca.Saliency(peer))
+        return lambda: tunnel.attribute(x, nt_type="smoothgrad", nt_samples=50, stdevs=0.5, target=t,
+                                        nt_samples_batch_size=max(1, CHUNK // len(t)), abs=True)
+    if method == "integrated_gradients":
+        return lambda: ca.IntegratedGradients(peer).attribute(
+            x, baselines=x * 0, target=t, n_steps=50, internal_batch_size=CHUNK)
+    if method == "occlusion":
+        return lambda: ca.Occlusion(peer).attribute(
+            x, sliding_window_shapes=(3, 28, 28), strides=(3, 14, 14), baselines=0, target=t,
+            perturbations_per_eval=1)
+    return None
+
+
+def floor_call(model: LoadedModel, x, targets):
+    """50 batched forward + input-gradient passes for every image, CHUNK images at a time."""
+    expanded = x.repeat_interleave(50, dim=0)
+    expanded_t = targets.repeat_interleave(50)
+
+    def run():
+        for i in range(0, len(expanded), CHUNK):
+            input_gradients(model.module, expanded[i:i + CHUNK], expanded_t[i:i + CHUNK])
+    return run
+
+
+def main() -> None:
+    global CHUNK
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet50"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=CHUNK, help="ConvScope's explain_chunk_size "
+                        "(and Captum's internal batch size for SmoothGrad and IG)")
+    parser.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    CHUNK = args.chunk
+    device = torch.device(args.device)
+    rows = []
+    for model_name in args.models:
+        model = model_for(model_name, device)
+        for batch in args.batches:
+            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(device)
+            targets = torch.arange(batch, device=device) * 37 % 1000
+            for method in args.methods:
+                if method == "cam" and not model.layers.cam_feeds_head:
+                    continue
+                layer = model.layers.cam if METHODS[method].family == "cam" else None
+                job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
+                          CHUNK, layer)
+                repeats = 1 if method in ("scorecam", "occlusion", "smoothgrad", "integrated_gradients") else args.repeats
+                ours = timed(lambda: METHODS[method].explain(job), device, repeats) / batch
+                peer = peer_call(method, model, x, targets)
+                theirs = timed(peer, device, repeats) / batch if peer else None
+                floor = (timed(floor_call(model, x, targets), device, 1) / batch
+                         if method in ("smoothgrad", "integrated_gradients") else None)
+                rows.append((model_name, method, batch, ours, theirs, floor))
+                print(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
+                      f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
+                      f"floor {'-' if floor is None else f'{floor * 1000:9.1f}'}", flush=True)
+    text = report(rows, device)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    if args.write:
+        with open(REPO / "BENCHMARKS.md", "a") as handle:
+            handle.write(text)
+
+
+def report(rows, device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    lines = ["| model | method | batch | ConvScope (ms/img) | peer (ms/img) | speed-up | floor ratio | goal |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, method, batch, ours, theirs, floor in rows:
+        speedup = f"{theirs / ours:.2f}x" if theirs else "-"
+        ratio = f"{ours / floor:.2f}" if floor else "-"
+        goal = "-"
+        if method in GOALS and theirs:
+            peer, need = GOALS[method]
+            ok = theirs / ours >= need and (floor is None or ours / floor <= 1.2)
+            goal = f"{'met' if ok else 'MISSED'} (>= {need:g}x {peer}{', <= 1.2 floor' if floor else ''})"
+        lines.append(f"| {model} | `{method}` | {batch} | {ours * 1000:.1f} | "
+                     f"{'-' if theirs is None else f'{theirs * 1000:.1f}'} | {speedup} | {ratio} | {goal} |")
+    return (f"\n## Explanation speed against the peers ({time.strftime('%Y-%m-%d')}, {name})\n\n"
+            f"Command: `python benchmarks/explain_speed.py --device {device.type} --chunk {CHUNK}` (torch {torch.__version__}, "
+            f"Python {platform.python_version()}). ConvScope's engine time (maps on the device, before "
+            f"encoding), chunk {CHUNK}; peers with their defaults as described in the script. ResNet-50 "
+            "has random weights (speed only).\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
