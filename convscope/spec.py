@@ -11,7 +11,7 @@ Example (``model_store/digits.toml``)::
     num_classes = 10
     weights = "build/digits.safetensors"  # .safetensors, or a state dict (.pt/.pth) read weights_only
     labels = ["0", "1", ...]              # or a path to a JSON list of names
-    endpoints = ["classify", "features"]
+    endpoints = ["classify", "features", "saliency", "cam"]   # the default: all
 
     [input]
     size = [28, 28]        # H, W of the network input
@@ -80,6 +80,14 @@ class ServingSpec:
     response_timeout_s: int = 60
 
 
+DEFAULT_SERVING = {
+    # Explanations run many passes per image (Score-CAM one per channel): smaller batches and
+    # response timeouts long enough for a CPU worker.
+    "saliency": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=300),
+    "cam": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=600),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -94,7 +102,7 @@ class ModelSpec:
     description: str = ""
 
     def serving_for(self, endpoint: str) -> ServingSpec:
-        return self.serving.get(endpoint, ServingSpec())
+        return self.serving.get(endpoint, DEFAULT_SERVING.get(endpoint, ServingSpec()))
 
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
