@@ -29,6 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import publish  # noqa: E402
+
 from convscope.explain import METHODS, Job  # noqa: E402
 from convscope.explain.base import input_gradients  # noqa: E402
 from convscope.models import LoadedModel, build_architecture, discover_layers, load_model  # noqa: E402
@@ -163,12 +165,7 @@ def main() -> None:
                       f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
                       f"floor {'-' if floor is None else f'{floor * 1000:9.1f}'}", flush=True)
     text = report(rows, device)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    if args.write:
-        with open(REPO / "BENCHMARKS.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write, args.out)
 
 
 def report(rows, device) -> str:

@@ -22,6 +22,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import publish  # noqa: E402
+
 from convscope.config import EngineConfig  # noqa: E402
 from convscope.explain import METHODS  # noqa: E402
 from convscope.models import load_model  # noqa: E402
@@ -70,10 +72,7 @@ def main() -> None:
             "matters). Randomisation: Spearman rank correlation of absolute maps, trained model vs every layer "
             "re-initialised (below 0.5 = the map depends on learned weights). Options: SmoothGrad 16 samples, "
             "IG 32 steps, occlusion window 28 stride 14.\n\n" + "\n".join(lines) + "\n")
-    print(text)
-    if args.write:
-        with open(REPO / "BENCHMARKS.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

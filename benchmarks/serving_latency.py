@@ -24,6 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import publish  # noqa: E402
+
 from convscope import __version__  # noqa: E402
 from convscope.config import EngineConfig  # noqa: E402
 from convscope.endpoints import SUFFIXES, build_endpoint  # noqa: E402
@@ -100,10 +102,7 @@ def main() -> None:
               f"{__import__('os').cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, "
               f"ConvScope {__version__}; {args.requests} requests per row after 10 warm-up.\n\n")
     text = header + "\n".join(table) + "\n"
-    print(text)
-    if args.write:
-        with open(REPO / "BENCHMARKS.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,16 @@ def test_occlusion_vs_captum(model, batch):
     _assert_agree(explain(model, x, t, "occlusion", window=32, stride=16), theirs)
 
 
+def _peer_comparable_layer(model) -> str | None:
+    """DenseNet applies F.relu(features, inplace=True) after its last block; pytorch-grad-cam then
+    records the post-ReLU tensor (Captum and ConvScope record the layer's own output; Captum vs
+    pytorch-grad-cam on that layer: Pearson 0.985). Compare one block earlier, where no in-place
+    op follows. Other models: the auto layer (None)."""
+    if model.layers.cam.name == "features" and "features.denseblock4" in dict(model.module.named_modules()):
+        return "features.denseblock4"
+    return None
+
+
 def _grad_cam_peer(cls, model, x, t, layer=None, **attrs):
     peer = _peer_module(model)
     cam = cls(model=peer, target_layers=[dict(peer.named_modules())[layer or model.layers.cam.name]])
@@ -113,13 +123,7 @@ def _grad_cam_peer(cls, model, x, t, layer=None, **attrs):
                                           ("layercam", LayerCAM)])
 def test_cams_vs_pytorch_grad_cam(model, batch, method, peer):
     x, t = _inputs(batch), BATCHES[batch]
-    name = None
-    if model.layers.cam.name == "features" and "features.denseblock4" in dict(model.module.named_modules()):
-        # DenseNet applies F.relu(features, inplace=True) after its last block; pytorch-grad-cam
-        # then records the post-ReLU tensor (Captum and ConvScope record the layer's own output;
-        # Captum vs pytorch-grad-cam on that layer: Pearson 0.985). Compare one block earlier,
-        # where no in-place op follows.
-        name = "features.denseblock4"
+    name = _peer_comparable_layer(model)
     ours = explain(model, x, t, method, layer=resolve_tap(model.module, name) if name else None)
     _assert_agree(ours, _grad_cam_peer(peer, model, x, t, layer=name))
 
@@ -134,16 +138,21 @@ def test_gradcam_vs_captum_layer_gradcam(model, batch):
     _assert_agree(explain(model, x, t, "gradcam"), theirs)
 
 
+# Score-CAM runs one forward per channel: smaller inputs keep the cost down (maps of 2x2 to 4x4).
+SCORECAM_SIZES = {"torchvision:resnet18": 64, "torchvision:mobilenet_v3_small": 128,
+                  "torchvision:densenet121": 64, "torchvision:efficientnet_b0": 96}
+
+
 @pytest.mark.parametrize("batch", BATCHES)
-def test_scorecam_vs_pytorch_grad_cam(batch):
-    # Score-CAM runs one forward per channel: checked on the two lighter architectures here;
-    # the hand-computed test covers its arithmetic exactly.
-    for arch, size in (("torchvision:resnet18", 64), ("torchvision:mobilenet_v3_small", SIZE)):
-        model = random_model(arch, size)
-        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-        t = BATCHES[batch]
-        ours = explain(model, x, t, "scorecam", chunk=64)
-        _assert_agree(ours, _grad_cam_peer(ScoreCAM, model, x, t, batch_size=64))
+@pytest.mark.parametrize("arch", list(SCORECAM_SIZES), ids=lambda a: a.split(":")[1])
+def test_scorecam_vs_pytorch_grad_cam(arch, batch):
+    size = SCORECAM_SIZES[arch]
+    model = random_model(arch, size)
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+    t = BATCHES[batch]
+    name = _peer_comparable_layer(model)
+    ours = explain(model, x, t, "scorecam", chunk=64, layer=resolve_tap(model.module, name) if name else None)
+    _assert_agree(ours, _grad_cam_peer(ScoreCAM, model, x, t, layer=name, batch_size=64))
 
 
 def test_scorecam_constant_channels_shortcut_is_exact():
