@@ -3,7 +3,6 @@ the next good request succeeds. One bad item in a batch fails alone."""
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

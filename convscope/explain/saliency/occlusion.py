@@ -21,11 +21,6 @@ def window_positions(size: int, window: int, stride: int) -> list[int]:
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
-class Occlusion(SaliencyMethod):
-    name = "occlusion"
-    signed = True
-    options = ("window", "stride", "fill")
-
 def window_masks(tops: torch.Tensor, lefts: torch.Tensor, window: int,
                  height: int, width: int) -> torch.Tensor:
     """float [K, 1, H, W]: 1 inside each window (clipped at the border), 0 elsewhere."""
