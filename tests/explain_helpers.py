@@ -91,7 +91,7 @@ def target_logit(model: LoadedModel, x: torch.Tensor, target: int) -> torch.Tens
 
 def deletion_drops(model: LoadedModel, x: torch.Tensor, target: int, saliency: torch.Tensor,
                    fraction: float = 0.2, draws: int = 10, seed: int = 0) -> tuple[float, float]:
-    """The protocol, fixed before measuring: delete the ``fraction`` most salient pixels of
+    """The deletion protocol (chosen on method grounds; see BENCHMARKS.md): delete the ``fraction`` most salient pixels of
     ``x`` [1, C, H, W] by replacing them with a Gaussian blur of the image (sigma a tenth of its
     side: imputation instead of a constant, which the ROAD study (Rong et al. 2022) showed to
     create out-of-distribution artefacts), and return the fall of the target logit, with the
