@@ -31,6 +31,7 @@ METRICS_PORT = 8083
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "deploy" / "torchserve" / "config.properties"
+LOG_CONFIG = REPO / "deploy" / "torchserve" / "log4j2.xml"
 PORT_KEYS = {"inference": ("inference_address", "http://127.0.0.1:{}"),
              "management": ("management_address", "http://127.0.0.1:{}"),
              "metrics": ("metrics_address", "http://127.0.0.1:{}"),
@@ -104,6 +105,7 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
     torchserve = str(Path(sys.executable).with_name("torchserve"))
     command = [torchserve, "--start", "--foreground", "--ncs",
                "--ts-config", str((run_dir / "config.properties").resolve()),
+               "--log-config", str(LOG_CONFIG),
                "--model-store", str(store.resolve())]
     return command, env
 
