@@ -26,6 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import publish  # noqa: E402
 from tests.imaging import photo_bytes, rendered_digits  # noqa: E402
 
 
@@ -129,13 +130,10 @@ def main() -> None:
             "(decode, preprocess, forward, encode), batch 1 and batch 8.\n\n"
             "| name | device | GPU vs CPU | batch 1 (ms) | batch 8 (ms) | per image at 8 (ms) |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
-    print(text)
     if failures:
-        print("FAILED:\n" + "\n".join(failures))
+        print(text + "\nFAILED:\n" + "\n".join(failures))
         raise SystemExit(1)
-    if args.write:
-        with open(REPO / "BENCHMARKS.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ below the handler sees a transport's dicts."""
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,7 @@ class FeaturesResult:
         return len(self.vector)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["vector"] = list(self.vector)
-        return {"model": self.model, "layer": self.layer, "dim": self.dim, "vector": data["vector"]}
+        return {"model": self.model, "layer": self.layer, "dim": self.dim, "vector": list(self.vector)}
 
 
 @dataclass(frozen=True)

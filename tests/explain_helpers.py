@@ -118,17 +118,15 @@ def deletion_drops(model: LoadedModel, x: torch.Tensor, target: int, saliency: t
 def randomized_copy(model: LoadedModel, seed: int = 0) -> LoadedModel:
     """The same architecture with every layer re-initialised (Adebayo et al. 2018's cascading
     randomisation carried to the end): explanations that survive this explain nothing learned."""
+    from dataclasses import replace
+
+    from convscope.models import resolve_tap
+
     torch.manual_seed(seed)
     module = copy.deepcopy(model.module)
     for layer in module.modules():
         if hasattr(layer, "reset_parameters"):
             layer.reset_parameters()
-    return LoadedModel(model.spec, module.eval(), model.device, model.layers.__class__(
-        *_retarget(model.layers, module)))
-
-
-def _retarget(layers, module):
-    from convscope.models import resolve_tap
-
-    return (resolve_tap(module, layers.feature.label), layers.feature_dim,
-            resolve_tap(module, layers.cam.label), layers.cam_shape, layers.cam_feeds_head)
+    layers = replace(model.layers, feature=resolve_tap(module, model.layers.feature.label),
+                     cam=resolve_tap(module, model.layers.cam.label))
+    return LoadedModel(model.spec, module.eval(), model.device, layers)

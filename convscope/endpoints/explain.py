@@ -16,13 +16,14 @@ from .. import metrics
 from ..envelope import Param
 from ..errors import BadRequest, NotFound, ServiceError
 from ..explain import CAM, METHODS, SALIENCY, Job
+from ..explain.saliency.occlusion import window_positions
 from ..models import resolve_tap
 from ..render import OUTPUTS, POLARITIES, RenderOptions, render
 from ..schemas import ExplainRequest, ExplainResult
 from .base import Endpoint, Prepared
 
-COMMON = ("method", "target", "output", "polarity", "clip_low", "clip_high", "alpha")
-ALL_OPTIONS = {"samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill", "layer"}
+METHOD_OPTIONS = {name for method in METHODS.values() for name in method.options}
+"""Parameters that belong to particular methods; any other method refuses them."""
 
 
 class ExplainEndpoint(Endpoint):
@@ -47,7 +48,7 @@ class ExplainEndpoint(Endpoint):
 
     def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> ExplainRequest:
         method = METHODS[params["method"]]
-        stray = sorted((given & ALL_OPTIONS) - set(method.options))
+        stray = sorted((given & METHOD_OPTIONS) - set(method.options))
         if stray:
             owners = {name: [m for m in self.methods if name in METHODS[m].options] for name in stray}
             raise BadRequest("; ".join(f"{n} does not apply to {method.name} (only to {', '.join(o) or 'none'})"
@@ -142,7 +143,7 @@ class SaliencyEndpoint(ExplainEndpoint):
         if stride > window:
             raise BadRequest(f"stride ({stride}) cannot exceed window ({window}): pixels would be skipped")
         height, width = self.model.spec.input.size
-        count = ((height - window + stride - 1) // stride + 1) * ((width - window + stride - 1) // stride + 1)
+        count = len(window_positions(height, window, stride)) * len(window_positions(width, window, stride))
         if count > self.config.max_occlusion_windows:
             raise BadRequest(f"window {window} with stride {stride} gives {count} positions; the server "
                              f"cap max_occlusion_windows is {self.config.max_occlusion_windows}")
