@@ -36,6 +36,10 @@ class EngineConfig:
     max_occlusion_windows: int = 4096
     """Cap on the number of occlusion window positions a request's window and stride give."""
 
+    max_neighbours: int = 1000
+    """Cap on ``k`` for nearest-neighbour search; larger values are a 400 that names the cap
+    (``k`` above the index's count, but within the cap, is clamped to the count)."""
+
     explain_chunk_size: int = 32
     """Most images in one forward pass of an explanation (noisy copies, path points, occluded
     copies, Score-CAM masks): memory stays bounded whatever a request asks for."""

@@ -41,7 +41,9 @@ class Payload:
 @dataclass(frozen=True)
 class Param:
     """A declared parameter. ``kind``: int or float (with an inclusive range ``low``..``high``),
-    bool, str (one of ``choices``) or list (of ``choices``; a comma-separated string also works).
+    bool, str (one of ``choices``, or any short string without them), list (of ``choices``; a
+    comma-separated string also works), dict (a JSON object) or tuple (a vector of finite
+    floats, at most ``high`` of them; a JSON array string also works).
     ``cap`` names the server-side setting behind ``high``, so the 400 can say which cap it is."""
 
     name: str
@@ -59,6 +61,10 @@ class Param:
             return _as_choice(self.name, _text(raw), self.choices)
         if self.kind is list:
             return _as_choices(self.name, _text(raw), self.choices)
+        if self.kind is dict:
+            return _as_object(self.name, _text(raw))
+        if self.kind is tuple:
+            return _as_vector(self.name, _text(raw), int(self.high or 0))
         value = _as_int(self.name, raw) if self.kind is int else _as_float(self.name, raw)
         if not (self.low <= value <= self.high):
             cap = f" (server cap {self.cap})" if self.cap and value > self.high else ""
@@ -114,6 +120,35 @@ def _as_choices(name: str, raw: Any, choices: tuple[str, ...]) -> tuple[str, ...
     return tuple(dict.fromkeys(values))
 
 
+def _decoded(name: str, raw: Any, kind: type) -> Any:
+    """A multipart field arrives as text: JSON-decode it when the structured form was meant."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be a JSON {kind.__name__}, got {raw[:40]!r}") from None
+    return raw
+
+
+def _as_object(name: str, raw: Any) -> dict:
+    raw = _decoded(name, raw, dict)
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{name} must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _as_vector(name: str, raw: Any, most: int) -> tuple[float, ...]:
+    raw = _decoded(name, raw, list)
+    if not isinstance(raw, list) or not raw or len(raw) > most:
+        raise BadRequest(f"{name} must be a non-empty array of at most {most} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise BadRequest(f"{name} must hold numbers only")
+    values = tuple(float(v) for v in raw)
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise BadRequest(f"{name} has NaN or infinite values")
+    return values
+
+
 def _as_bool(name: str, raw: Any) -> bool:
     raw = _text(raw)
     if isinstance(raw, bool):
@@ -125,13 +160,15 @@ def _as_bool(name: str, raw: Any) -> bool:
     raise BadRequest(f"{name} must be true or false, got {str(raw)[:40]!r}")
 
 
-def _from_json(body: Any) -> tuple[bytes, dict[str, Any]]:
+def _from_json(body: Any, image_required: bool = True) -> tuple[bytes, dict[str, Any]]:
     try:
         doc = json.loads(bytes(body).decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadRequest("the JSON body must be an object: {\"image\": \"<base64>\", ...parameters}")
+    if "image" not in doc and not image_required:
+        return b"", doc
     if not isinstance(doc.get("image"), str):
         raise BadRequest("the JSON body needs \"image\": a base64 string of the image bytes")
     image = doc.pop("image")
@@ -142,8 +179,9 @@ def _from_json(body: Any) -> tuple[bytes, dict[str, Any]]:
     return data, doc
 
 
-def split_payload(payload: Payload) -> tuple[bytes, dict[str, Any]]:
-    """The image bytes and the raw (unparsed) parameters of one request."""
+def split_payload(payload: Payload, image_required: bool = True) -> tuple[bytes, dict[str, Any]]:
+    """The image bytes and the raw (unparsed) parameters of one request. Without
+    ``image_required`` (index deletes, stats), a request with no image gives ``b""``."""
     fields = dict(payload.fields)
     if "body" in fields:
         body = fields.pop("body")
@@ -151,7 +189,7 @@ def split_payload(payload: Payload) -> tuple[bytes, dict[str, Any]]:
         if kind in _JSON_TYPES or (isinstance(body, (dict, list))):
             if isinstance(body, dict):
                 body = json.dumps(body)
-            data, params = _from_json(body)
+            data, params = _from_json(body, image_required)
             return data, {**fields, **params}
         if not any(kind.startswith(t) if t else kind == t for t in _RAW_TYPES):
             raise UnsupportedMediaType(
@@ -168,6 +206,8 @@ def split_payload(payload: Payload) -> tuple[bytes, dict[str, Any]]:
             if isinstance(data, str):  # a text part: base64, as the JSON form
                 return _from_json(json.dumps({"image": data}))[0], fields
             return bytes(data), fields
+    if not image_required:
+        return b"", fields
     raise BadRequest("no image: send it as the raw body, a multipart part named 'data', "
                      "or JSON {\"image\": \"<base64>\"}")
 

@@ -64,3 +64,17 @@ class InternalError(ServiceError):
     """A bug or an outage on our side; the message says what failed, never the traceback."""
 
     status = 500
+
+
+class IndexCorrupt(ServiceError):
+    """A feature index's files fail their checksums or disagree with each other. The index is
+    refused, loudly, rather than served with wrong ids; the message names the file."""
+
+    status = 500
+
+
+class IndexUnavailable(ServiceError):
+    """The index cannot take the request now: another process owns it, its disk is full, or
+    its backend (Milvus) is unreachable. Acknowledged data is untouched."""
+
+    status = 503

@@ -55,6 +55,55 @@ class FeaturesResult:
 
 
 @dataclass(frozen=True)
+class NeighboursRequest:
+    """One ``<m>-neighbours`` call: a search (by image or vector), an index write, or stats."""
+
+    op: str
+    image: bytes = b""
+    vector: tuple[float, ...] | None = None
+    """A feature vector given instead of an image (e.g. from ``<m>-features``)."""
+    k: int = 10
+    id: str | None = None
+    label: str | None = None
+    metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class NeighboursResult:
+    model: str
+    neighbours: tuple  # of convscope.index.Neighbour, nearest first
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "neighbours": [n.to_dict() for n in self.neighbours]}
+
+
+@dataclass(frozen=True)
+class IndexWriteResult:
+    model: str
+    op: str
+    id: str
+    count: int
+    """Entries in the index after this write."""
+    created: bool | None = None
+    """For ``add``: True if the id was new, False if it replaced an entry (an upsert)."""
+
+    def to_dict(self) -> dict:
+        out = {"model": self.model, "op": self.op, "id": self.id, "count": self.count}
+        if self.created is not None:
+            out["created"] = self.created
+        return out
+
+
+@dataclass(frozen=True)
+class IndexStatsResult:
+    model: str
+    stats: dict
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "op": "stats", **self.stats}
+
+
+@dataclass(frozen=True)
 class ExplainRequest:
     """A saliency or CAM request. ``options`` holds the method's own parameters as sorted
     (name, value) pairs, so requests that can share one batched computation compare equal."""

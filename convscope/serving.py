@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .endpoints import SUFFIXES
+from .index import ROOT_VARIABLE
 from .spec import ServingSpec, parse_spec
 
 METRICS_PORT = 8083
@@ -87,8 +88,10 @@ def render_config(store: Path, ports: dict[str, int] | None = None,
 
 
 def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = None,
-                    overrides: dict[str, ServingSpec] | None = None) -> tuple[list[str], dict]:
-    """Write ``config.properties`` into ``run_dir``; return (torchserve command, environment)."""
+                    overrides: dict[str, ServingSpec] | None = None,
+                    index_root: Path | None = None) -> tuple[list[str], dict]:
+    """Write ``config.properties`` into ``run_dir``; return (torchserve command, environment).
+    Feature indexes live in ``index_root`` (default ``<run_dir>/index``), one folder per model."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.properties").write_text(render_config(store, ports, overrides))
     prometheus_dir = run_dir / "prometheus"
@@ -101,7 +104,8 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
     env = {**os.environ, "TMPDIR": str(tmp), "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir.resolve()),
            "LOG_LOCATION": str((run_dir / "logs").resolve()),
            "METRICS_LOCATION": str((run_dir / "logs").resolve()),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           ROOT_VARIABLE: str((index_root or run_dir / "index").resolve())}
     torchserve = str(Path(sys.executable).with_name("torchserve"))
     command = [torchserve, "--start", "--foreground", "--ncs",
                "--ts-config", str((run_dir / "config.properties").resolve()),
@@ -192,11 +196,12 @@ class RunningServer:
 
 
 def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
-          overrides: dict[str, ServingSpec] | None = None, timeout: float = 240) -> RunningServer:
+          overrides: dict[str, ServingSpec] | None = None, timeout: float = 240,
+          index_root: Path | None = None) -> RunningServer:
     """Start TorchServe in the background on ``ports`` (default: free ones) and wait until
     every registration has a ready worker."""
     ports = ports or free_ports()
-    command, env = prepare_run_dir(run_dir, store, ports, overrides)
+    command, env = prepare_run_dir(run_dir, store, ports, overrides, index_root)
     with open(run_dir / "torchserve.out", "wb") as out:
         process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -213,12 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-store", type=Path, default=REPO / "model_store")
     parser.add_argument("--run-dir", type=Path, default=REPO / "var")
+    parser.add_argument("--index-root", type=Path, help="feature indexes (default: <run-dir>/index)")
     args = parser.parse_args(argv)
-    command, env = prepare_run_dir(args.run_dir, args.model_store)
+    command, env = prepare_run_dir(args.run_dir, args.model_store, index_root=args.index_root)
     names = [r.name for r in registrations(args.model_store)]
     serve_metrics(METRICS_PORT, args.run_dir / "prometheus")
     print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:8080, gRPC 127.0.0.1:7070, "
-          f"token in {args.run_dir / 'key_file.json'}\n  metrics: TorchServe http://127.0.0.1:8082/metrics, "
+          f"token in {args.run_dir / 'key_file.json'}\n  feature indexes in {env[ROOT_VARIABLE]}\n  metrics: TorchServe http://127.0.0.1:8082/metrics, "
           f"ConvScope http://127.0.0.1:{METRICS_PORT}/metrics\n  Ctrl-C stops", flush=True)
     process = subprocess.Popen(command, cwd=args.run_dir, env=env)
     for sig in (signal.SIGTERM, signal.SIGHUP):

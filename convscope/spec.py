@@ -28,6 +28,11 @@ Example (``model_store/digits.toml``)::
     [serving.classify]     # one table per endpoint, all keys optional
     batch_size = 8
     max_batch_delay_ms = 5
+
+    [index]                # the feature index behind <m>-neighbours (IndexSpec)
+    backend = "faiss"
+    type = "flat"
+    metric = "cosine"
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any
 
 from .errors import SpecError
 
-ENDPOINTS = ("classify", "features", "saliency", "cam")
+ENDPOINTS = ("classify", "features", "saliency", "cam", "neighbours")
 """Endpoints a spec may list, in the order of their TorchServe names (``<m>``, ``<m>-features``)."""
 
 RESIZE_MODES = ("squash", "center_crop", "mnist")
@@ -85,7 +90,44 @@ DEFAULT_SERVING = {
     # response timeouts long enough for a CPU worker.
     "saliency": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=300),
     "cam": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=600),
+    # One worker: the index has exactly one writer (see convscope.index).
+    "neighbours": ServingSpec(batch_size=8, max_batch_delay_ms=5, workers=1),
 }
+
+INDEX_BACKENDS = ("faiss", "milvus")
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+INDEX_METRICS = ("cosine", "l2")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """The feature index behind ``<m>-neighbours`` (``[index]`` in the spec); see docs/neighbours.md."""
+
+    backend: str = "faiss"
+    """faiss: embedded, one file set per model; milvus: a Milvus server (or milvus-lite file)."""
+    type: str = "flat"
+    """flat: exact search; hnsw or ivf: approximate, for large galleries."""
+    metric: str = "cosine"
+    """cosine: distance = 1 - cosine similarity, in [0, 2]; l2: Euclidean distance."""
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    ivf_nlist: int = 0
+    """IVF lists; 0: chosen at training time from the gallery size (about 4 sqrt(n), at least
+    39 vectors per list)."""
+    ivf_nprobe: int = 16
+    ivf_train_size: int = 2048
+    """An IVF index answers exactly (flat) until it holds this many vectors, then trains on them."""
+    snapshot_every: int = 10_000
+    """Writes between snapshots; the write-ahead log holds the rest."""
+    uri: str = ""
+    """milvus: ``http://host:19530`` for a server, or a ``.db`` path for milvus-lite (relative
+    paths resolve in the model's folder, ``<index root>/<model>/``). Empty: ``milvus.db`` there."""
+    token_env: str = ""
+    """milvus: the environment variable holding the token (``user:password`` or an API key);
+    read once, at worker start. The token itself never goes in a spec."""
+    collection: str = ""
+    """milvus: the collection name; empty: the model name."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +141,7 @@ class ModelSpec:
     layers: LayerSpec = LayerSpec()
     endpoints: tuple[str, ...] = ENDPOINTS
     serving: dict[str, ServingSpec] = field(default_factory=dict)
+    index: IndexSpec = IndexSpec()
     description: str = ""
 
     def serving_for(self, endpoint: str) -> ServingSpec:
@@ -133,6 +176,18 @@ def _check_input(spec: InputSpec, where: str) -> None:
         raise SpecError(f"{where}.std values must be positive")
 
 
+def _check_index(spec: IndexSpec) -> None:
+    for key, allowed in (("backend", INDEX_BACKENDS), ("type", INDEX_TYPES), ("metric", INDEX_METRICS)):
+        if getattr(spec, key) not in allowed:
+            raise SpecError(f"index.{key} must be one of {allowed}, got {getattr(spec, key)!r}")
+    for key in ("hnsw_m", "ef_construction", "ef_search", "ivf_nprobe", "ivf_train_size", "snapshot_every"):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SpecError(f"index.{key} must be a positive integer, got {value!r}")
+    if not isinstance(spec.ivf_nlist, int) or spec.ivf_nlist < 0:
+        raise SpecError(f"index.ivf_nlist must be 0 (auto) or a positive integer, got {spec.ivf_nlist!r}")
+
+
 def _labels(value: Any, base: Path, num_classes: int) -> tuple[str, ...]:
     if isinstance(value, str):
         path = (base / value).resolve()
@@ -165,6 +220,10 @@ def parse_spec(doc: dict[str, Any], base: Path) -> ModelSpec:
         raise SpecError(f"unknown endpoint(s) {bad}; known: {list(ENDPOINTS)}")
     serving = {ep: _build(ServingSpec, table, f"serving.{ep}")
                for ep, table in doc.pop("serving", {}).items()}
+    if serving.get("neighbours", ServingSpec(workers=1)).workers != 1:
+        raise SpecError("serving.neighbours.workers must be 1: the index has exactly one writer")
+    index = _build(IndexSpec, doc.pop("index", {}), "index")
+    _check_index(index)
     description = doc.pop("description", "")
     if doc:
         raise SpecError(f"unknown top-level key(s) {sorted(doc)}")
@@ -173,7 +232,7 @@ def parse_spec(doc: dict[str, Any], base: Path) -> ModelSpec:
     return ModelSpec(name=name, arch=arch, num_classes=num_classes,
                      weights=(base / weights).resolve(), labels=_labels(labels, base, num_classes),
                      input=input_spec, layers=layers, endpoints=endpoints, serving=serving,
-                     description=description)
+                     index=index, description=description)
 
 
 def read_spec_document(path: str | Path) -> dict[str, Any]:

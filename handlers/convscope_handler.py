@@ -7,6 +7,7 @@ status: a bad item answers 4xx alone and its batch-mates answer 200.
 """
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from convscope.config import EngineConfig
 from convscope.endpoints import build_endpoint, endpoint_for
 from convscope.envelope import Payload
 from convscope.errors import ServiceError
+from convscope.index import open_model_index
 from convscope.models import choose_device, load_model
 from convscope.spec import load_spec
 
@@ -29,7 +31,12 @@ class ConvScopeHandler:
         torch.set_num_threads(config.intra_op_threads)
         spec = load_spec(Path(props["model_dir"]) / "spec.json")
         model = load_model(spec, choose_device(props.get("gpu_id")))
-        self.endpoint = build_endpoint(endpoint_for(context.model_name, spec.name), model, config)
+        endpoint = endpoint_for(context.model_name, spec.name)
+        index = None
+        if endpoint == "neighbours":  # the single writer of this model's index
+            index = open_model_index(spec, model.layers.feature_dim, Path(props["model_dir"]),
+                                     os.environ, config.intra_op_threads)
+        self.endpoint = build_endpoint(endpoint, model, config, index)
 
     @staticmethod
     def _payload(row, context, index):

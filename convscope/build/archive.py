@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from ..index import SEED_FILE
 from ..models import load_model
 from ..spec import load_spec, parse_spec, read_spec_document
 
@@ -35,8 +36,9 @@ def _archive_document(spec_path: Path, weights_name: str) -> dict:
 
 
 def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
-            handler: Path = HANDLER) -> Path:
-    """Write ``<export_path>/<name>.mar``; return its path."""
+            handler: Path = HANDLER, gallery: Path | None = None) -> Path:
+    """Write ``<export_path>/<name>.mar``; return its path. ``gallery``: an index snapshot that
+    seeds ``<name>-neighbours`` the first time it starts."""
     spec = load_spec(spec_path)
     if weights is not None:
         spec = replace(spec, weights=weights.resolve())
@@ -54,12 +56,16 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         (stage / "spec.json").write_text(json.dumps(doc, indent=2))
         parse_spec(doc, stage)  # the archived spec must validate on its own
         (stage / "model-config.yaml").write_text("convscope: {}\n")
+        extra = [stage / "spec.json", stage / "labels.json"]
+        if gallery is not None:
+            extra.append(stage / SEED_FILE)
+            shutil.copyfile(gallery, extra[-1])
         # torch-model-archiver stages in $TMPDIR/<model name> and deletes it: keep that private.
         env = {**os.environ, "TMPDIR": tmp}
         command = [str(Path(sys.executable).with_name("torch-model-archiver")),
                    "--model-name", spec.name, "--version", VERSION,
                    "--serialized-file", str(weights_file), "--handler", str(handler),
-                   "--extra-files", f"{stage / 'spec.json'},{stage / 'labels.json'}",
+                   "--extra-files", ",".join(str(p) for p in extra),
                    "--config-file", str(stage / "model-config.yaml"),
                    "--export-path", str(export_path), "--force"]
         subprocess.run(command, check=True, env=env)
@@ -73,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", type=Path, required=True, help="model spec (TOML)")
     parser.add_argument("--weights", type=Path, help="weights file overriding the spec's")
     parser.add_argument("--export-path", type=Path, default=Path("model_store"))
+    parser.add_argument("--gallery", type=Path, help="an index snapshot seeding <name>-neighbours")
     args = parser.parse_args(argv)
-    archive(args.spec, args.export_path, args.weights)
+    archive(args.spec, args.export_path, args.weights, gallery=args.gallery)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """``make store``: build the built-in models and archive every recipe in ``model_store/``.
 
-Weights are made once (trained or converted into ``model_store/build/``) and reused; archives
-are rewritten when their spec, weights or the engine's handler are newer.
+Weights are made once (trained or converted into ``model_store/build/``) and reused; so are the
+built-in galleries (``build/galleries/<m>.csidx``: the 4,000 training digits, four views of each
+scikit-image photo), which seed ``<m>-neighbours``. Archives are rewritten when their spec,
+weights, gallery or the engine's handler are newer.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Callable
 
+from ..index import storage
 from ..spec import load_spec, read_spec_document
-from . import digits, efficientnet
+from . import digits, efficientnet, gallery
 from .archive import HANDLER, archive
 
 
@@ -32,6 +36,34 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
 }
 
 
+def _digits_gallery(model, build: Path) -> list[gallery.Item]:
+    return gallery.digit_items(model, "train")  # the 4,000 training digits
+
+
+def _photo_gallery(model, build: Path) -> list[gallery.Item]:
+    from ..config import EngineConfig
+
+    return gallery.folder_items(gallery.write_photos(build / "photos"), model, EngineConfig())
+
+
+GALLERIES = {"digits": _digits_gallery, "efficientnet_lite0": _photo_gallery}
+
+
+def build_gallery(spec_path: Path, weights: Path, build: Path) -> Path:
+    """Index the model's built-in gallery; returns the snapshot file that seeds the archive."""
+    name = read_spec_document(spec_path)["name"]
+    seed, directory = build / "galleries" / f"{name}.csidx", build / "galleries" / name
+    if not _stale(seed, weights, spec_path):
+        return seed
+    shutil.rmtree(directory, ignore_errors=True)
+    model, index = gallery.open_for(spec_path, directory, weights)
+    with index:
+        print(f"{name}: gallery {gallery.ingest(index, model, GALLERIES[name](model, build))}")
+        index.checkpoint()
+    shutil.copyfile(storage.snapshots(directory)[-1], seed)
+    return seed
+
+
 def _stale(target: Path, *inputs: Path) -> bool:
     return not target.exists() or any(p.stat().st_mtime > target.stat().st_mtime for p in inputs)
 
@@ -43,9 +75,10 @@ def build_store(store: Path, force: bool = False) -> list[Path]:
         weights = (spec_path.parent / doc["weights"]).resolve()
         if (force or not weights.exists()) and doc["name"] in BUILDERS:
             BUILDERS[doc["name"]](spec_path, weights)
+        seed = build_gallery(spec_path, weights, weights.parent) if doc["name"] in GALLERIES else None
         mar = store / f"{doc['name']}.mar"
-        if force or _stale(mar, spec_path, weights, HANDLER):
-            archive(spec_path, store)
+        if force or _stale(mar, spec_path, weights, HANDLER, *([seed] if seed else [])):
+            archive(spec_path, store, gallery=seed)
         else:
             print(f"{doc['name']}: {mar} is up to date")
         archives.append(mar)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from ..config import EngineConfig
 from ..errors import InternalError
+from ..index import FeatureIndex
 from ..models import LoadedModel
 from .base import Endpoint, Prepared
 from .classify import ClassifyEndpoint, FeaturesEndpoint
 from .explain import CamEndpoint, SaliencyEndpoint
+from .neighbours import NeighboursEndpoint
 
 ENDPOINTS: dict[str, type[Endpoint]] = {cls.name: cls for cls in (
-    ClassifyEndpoint, FeaturesEndpoint, SaliencyEndpoint, CamEndpoint)}
-SUFFIXES = {"classify": "", "features": "-features", "saliency": "-saliency", "cam": "-cam"}
+    ClassifyEndpoint, FeaturesEndpoint, SaliencyEndpoint, CamEndpoint, NeighboursEndpoint)}
+SUFFIXES = {"classify": "", "features": "-features", "saliency": "-saliency", "cam": "-cam",
+            "neighbours": "-neighbours"}
 
 
 def endpoint_for(registered_name: str, model_name: str) -> str:
@@ -22,9 +25,15 @@ def endpoint_for(registered_name: str, model_name: str) -> str:
     raise InternalError(f"registration name {registered_name!r} matches no endpoint of {model_name!r}")
 
 
-def build_endpoint(endpoint: str, model: LoadedModel, config: EngineConfig) -> Endpoint:
+def build_endpoint(endpoint: str, model: LoadedModel, config: EngineConfig,
+                   index: FeatureIndex | None = None) -> Endpoint:
+    """The endpoint object; ``neighbours`` needs the model's open ``index``."""
+    if endpoint == "neighbours":
+        if index is None:
+            raise InternalError("the neighbours endpoint needs an open feature index")
+        return NeighboursEndpoint(model, config, index)
     return ENDPOINTS[endpoint](model, config)
 
 
 __all__ = ["ENDPOINTS", "SUFFIXES", "ClassifyEndpoint", "Endpoint", "FeaturesEndpoint", "Prepared",
-           "CamEndpoint", "SaliencyEndpoint", "build_endpoint", "endpoint_for"]
+           "CamEndpoint", "NeighboursEndpoint", "SaliencyEndpoint", "build_endpoint", "endpoint_for"]

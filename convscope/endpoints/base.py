@@ -57,13 +57,19 @@ class Endpoint(ABC):
 
     @abstractmethod
     def run(self, requests: list[Any], inputs: torch.Tensor, prepared: list[Prepared]) -> list[Outcome]:
-        """Outcomes for ``requests``; ``inputs`` is float32 [B, C, H, W] on the model's device."""
+        """Outcomes for ``requests``; ``inputs`` is float32 [B, C, H, W] on the model's device,
+        one row per request that has an image (all of them, where ``image_required``)."""
+
+    image_required: ClassVar[bool] = True
 
     def parse(self, payload: Payload) -> Any:
-        image, raw = split_payload(payload)
+        image, raw = split_payload(payload, self.image_required)
         return self.make_request(image, parse_params(raw, self.params), set(raw))
 
-    def prepare(self, request: Any) -> Prepared:
+    def prepare(self, request: Any) -> Prepared | None:
+        """The image's network input; None for a request without an image (index writes)."""
+        if not request.image:
+            return None
         started = time.perf_counter()
         spec = self.model.spec.input
         decoded = decode_image(request.image, self.config, spec.alpha_background)
@@ -90,7 +96,8 @@ class Endpoint(ABC):
 
     def _run_guarded(self, requests: list[Any], prepared: list[Prepared]) -> list[Outcome]:
         try:
-            inputs = batch([p.tensor for p in prepared], self.model.device)
+            tensors = [p.tensor for p in prepared if p is not None]
+            inputs = batch(tensors, self.model.device) if tensors else None
             return self.run(requests, inputs, prepared)
         except ServiceError as error:
             return [error] * len(requests)

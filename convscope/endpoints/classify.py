@@ -8,9 +8,25 @@ import torch
 import torch.nn.functional as F
 
 from ..envelope import Param
-from ..models import capture
-from ..schemas import ClassifyRequest, ClassifyResult, FeaturesRequest, FeaturesResult, Prediction
+from ..models import LoadedModel, capture
+from ..schemas import (
+    ClassifyRequest,
+    ClassifyResult,
+    FeaturesRequest,
+    FeaturesResult,
+    Prediction,
+)
 from .base import Endpoint, Prepared
+
+
+def embed(model: LoadedModel, inputs: torch.Tensor) -> torch.Tensor:
+    """float32 [B, D] embeddings at the feature layer (spatial maps are average-pooled)."""
+    with capture({"feature": model.layers.feature}) as seen, torch.inference_mode():
+        model.module(inputs)
+    vectors = seen["feature"]
+    if vectors.ndim == 4:
+        vectors = vectors.mean(dim=(2, 3))
+    return vectors.flatten(1).float()
 
 
 class ClassifyEndpoint(Endpoint):
@@ -45,19 +61,9 @@ class FeaturesEndpoint(Endpoint):
     def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> FeaturesRequest:
         return FeaturesRequest(image=image, **params)
 
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        """float32 [B, D] embeddings at the feature layer (spatial maps are average-pooled)."""
-        tap = self.model.layers.feature
-        with capture({"feature": tap}) as seen, torch.inference_mode():
-            self.model.module(inputs)
-        vectors = seen["feature"]
-        if vectors.ndim == 4:
-            vectors = vectors.mean(dim=(2, 3))
-        return vectors.flatten(1).float()
-
     def run(self, requests: list[FeaturesRequest], inputs: torch.Tensor,
             prepared: list[Prepared]) -> list[FeaturesResult]:
-        vectors = self.embed(inputs)
+        vectors = embed(self.model, inputs)
         unit = F.normalize(vectors, dim=1)
         chosen = torch.stack([unit[i] if r.normalize else vectors[i] for i, r in enumerate(requests)])
         layer, name = self.model.layers.feature.label, self.model.spec.name

@@ -1,0 +1,132 @@
+"""Nearest neighbours in feature space: search, index writes and stats over one ``FeatureIndex``.
+
+One request is one operation (``op``, default ``search``):
+
+* ``search``: an image (or a ``vector``) and ``k`` -> the ``k`` nearest stored entries;
+* ``add``: an image (or a ``vector``), ``id``, optional ``label`` and ``metadata`` -> upserted;
+* ``delete``: ``id`` -> removed (404 if unknown);
+* ``stats``: count, dim, metric, index type, backend.
+
+The batch's images are embedded in one forward pass; operations are then applied in arrival
+order, so a search after an add in the same batch sees it. Consecutive adds share one durable
+commit (one fsync). Each item still fails alone: a bad id or vector is that item's 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import EngineConfig
+from ..envelope import Param
+from ..errors import BadRequest, InternalError, ServiceError
+from ..index import Entry, FeatureIndex
+from ..models import LoadedModel
+from ..schemas import (
+    IndexStatsResult,
+    IndexWriteResult,
+    NeighboursRequest,
+    NeighboursResult,
+)
+from .base import Endpoint, Outcome, Prepared
+from .classify import embed
+
+log = logging.getLogger(__name__)
+
+OPS = ("search", "add", "delete", "stats")
+APPLIES = {"search": {"k", "vector"}, "add": {"id", "label", "metadata", "vector"},
+           "delete": {"id"}, "stats": set()}
+MAX_VECTOR_VALUES = 65_536
+
+
+class NeighboursEndpoint(Endpoint):
+    name = "neighbours"
+    image_required = False
+
+    def __init__(self, model: LoadedModel, config: EngineConfig, index: FeatureIndex) -> None:
+        super().__init__(model, config)
+        self.index = index
+
+    def declare_params(self) -> tuple[Param, ...]:
+        cap = self.config.max_neighbours
+        return (Param("op", str, "search", choices=OPS), Param("k", int, min(10, cap), 1, cap, cap="max_neighbours"),
+                Param("id", str, None), Param("label", str, None), Param("metadata", dict, None),
+                Param("vector", tuple, None, high=MAX_VECTOR_VALUES))
+
+    def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> NeighboursRequest:
+        op = params["op"]
+        extra = sorted(given - APPLIES[op] - {"op"})
+        if extra:
+            raise BadRequest(f"parameter(s) {extra} do not apply to op={op}, which takes {sorted(APPLIES[op]) or 'nothing more'}")
+        wants_input = op in ("search", "add")
+        if wants_input and bool(image) == (params["vector"] is not None):
+            raise BadRequest(f"op={op} needs an image or a vector (exactly one)")
+        if not wants_input and image:
+            raise BadRequest(f"op={op} takes no image")
+        if op in ("add", "delete") and not params["id"]:
+            raise BadRequest(f"op={op} needs an id")
+        return NeighboursRequest(op=op, image=image, **{k: params[k] for k in ("vector", "k", "id", "label", "metadata")})
+
+    def run(self, requests: list[NeighboursRequest], inputs: torch.Tensor | None,
+            prepared: list[Prepared | None]) -> list[Outcome]:
+        embedded = iter(embed(self.model, inputs).cpu().numpy() if inputs is not None else ())
+        vectors = [next(embedded) if p is not None else
+                   (np.asarray(r.vector, np.float32) if r.vector is not None else None)
+                   for r, p in zip(requests, prepared)]
+        outcomes: list[Outcome] = [None] * len(requests)
+        adds: list[tuple[int, Entry]] = []
+        for i, (request, vector) in enumerate(zip(requests, vectors)):
+            if request.op == "add" and not any(e.id == request.id for _, e in adds):
+                outcomes[i] = self._guard(self._entry, request, vector)
+                if not isinstance(outcomes[i], ServiceError):
+                    adds.append((i, outcomes[i]))
+                continue
+            self._flush(adds, outcomes)
+            outcomes[i] = self._guard(self._apply, request, vector)
+        self._flush(adds, outcomes)
+        return outcomes
+
+    def _guard(self, step, *args) -> Outcome:
+        try:
+            return step(*args)
+        except ServiceError as error:
+            return error
+        except Exception:  # noqa: BLE001 - one item's bug answers 500 alone
+            log.exception("%s/neighbours failed on one item", self.model.spec.name)
+            return InternalError("neighbours failed on the server; see the worker log")
+
+    def _entry(self, request: NeighboursRequest, vector: np.ndarray) -> Entry:
+        entry = Entry(request.id, vector, request.label, request.metadata or {})
+        self.index.check_entries([entry])  # this item's 400, before it joins a group commit
+        return entry
+
+    def _flush(self, adds: list[tuple[int, Entry]], outcomes: list[Outcome]) -> None:
+        """Commit the pending adds together; each gets its own result (or the commit's error)."""
+        if not adds:
+            return
+        created = self._guard(self.index.add, [entry for _, entry in adds])
+        count = self.index.count()
+        for j, (i, entry) in enumerate(adds):
+            outcomes[i] = created if isinstance(created, ServiceError) else \
+                IndexWriteResult(self.model.spec.name, "add", entry.id, count, created[j])
+        adds.clear()
+
+    def _apply(self, request: NeighboursRequest, vector: np.ndarray | None) -> Outcome:
+        name = self.model.spec.name
+        if request.op == "search":
+            return NeighboursResult(name, tuple(self.index.search(vector[None, :], request.k)[0]))
+        if request.op == "delete":
+            self.index.delete([request.id])
+            return IndexWriteResult(name, "delete", request.id, self.index.count())
+        if request.op == "stats":
+            return IndexStatsResult(name, self.index.describe().to_dict())
+        return self._flush_one(request, vector)
+
+    def _flush_one(self, request: NeighboursRequest, vector: np.ndarray) -> Outcome:
+        """An add whose id is already pending in this batch: committed on its own, in order."""
+        outcomes: list[Outcome] = [None]
+        self._flush([(0, self._entry(request, vector))], outcomes)
+        return outcomes[0]

@@ -1,0 +1,365 @@
+"""The embedded backend: a FAISS index in memory, made durable by ``storage``'s log and snapshots.
+
+Each entry gets an internal int64 slot (FAISS ids are integers; ours are strings); ``_rows``
+maps id -> (slot, label, metadata). Types (``[index] type`` in the spec):
+
+* ``flat``: exact search (``IndexFlatIP`` for cosine on unit vectors, ``IndexFlatL2``).
+* ``hnsw``: ``IndexHNSWFlat``; FAISS cannot remove from HNSW, so deletes and replaced entries
+  are tombstones filtered out at search time and dropped when a snapshot rebuilds the graph.
+* ``ivf``: ``IndexIVFFlat``; answers exactly until ``ivf_train_size`` entries exist, then the
+  next snapshot trains the coarse quantiser on them (k-means, fixed seed) and converts.
+
+Concurrency: one ``threading.Lock`` serialises writes and searches inside the process, so a
+search never sees a half-applied write; ``storage.WriterLock`` keeps other processes out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import faiss
+import numpy as np
+
+from ..errors import IndexCorrupt, NotFound, SpecError
+from ..spec import IndexSpec
+from . import storage
+from .base import Entry, FeatureIndex, IndexStats, Neighbour, check_id
+from .storage import OP_ADD, OP_DELETE, Record
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+class Row(NamedTuple):
+    slot: int
+    label: str | None
+    metadata: dict[str, Any]
+
+
+def _faiss_metric(metric: str) -> int:
+    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+
+
+def new_faiss_index(spec: IndexSpec, dim: int) -> faiss.Index:
+    """An empty id-mapped index of the spec's type (IVF starts flat, see the module doc)."""
+    metric = _faiss_metric(spec.metric)
+    if spec.type == "hnsw":
+        base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, metric)
+        base.hnsw.efConstruction = spec.ef_construction
+    else:
+        base = faiss.IndexFlatIP(dim) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(dim)
+    return faiss.IndexIDMap2(base)
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    """The searching index: inside ``IndexIDMap2`` (flat, HNSW), or the IVF index itself (IVF
+    takes int64 ids natively; wrapping it in an id map breaks ``remove_ids``)."""
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+
+
+def _stored(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(slots int64 [N], vectors float32 [N, D]) held by ``index``."""
+    if index.ntotal == 0:
+        return np.zeros(0, np.int64), np.zeros((0, index.d), np.float32)
+    if isinstance(index, faiss.IndexIVF):
+        lists = index.invlists
+        slots = np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                                for i in range(index.nlist) if lists.list_size(i)]).astype(np.int64)
+        return slots, index.reconstruct_batch(slots)
+    slots = faiss.vector_to_array(index.id_map).astype(np.int64)
+    return slots, _inner(index).reconstruct_n(0, index.ntotal)
+
+
+class FaissIndex(FeatureIndex):
+    backend = "faiss"
+
+    def __init__(self, spec: IndexSpec, dim: int, directory: Path) -> None:
+        super().__init__(dim, spec.metric, spec.type)
+        self.spec, self.directory = spec, directory
+        self._lock = threading.Lock()
+        self._index = new_faiss_index(spec, dim)
+        self._rows: dict[str, Row] = {}
+        self._ids: dict[int, str] = {}
+        self._dead: set[int] = set()
+        self._next_slot = 0
+        self._seq = 0
+        self._snapshot_seq = 0
+        self._writes_since_snapshot = 0
+        self._log: storage.WriteAheadLog | None = None
+        self._writer: storage.WriterLock | None = None
+
+    # -- opening and recovery --------------------------------------------------------------
+
+    @classmethod
+    def open(cls, spec: IndexSpec, dim: int, directory: Path, seed: Path | None = None) -> "FaissIndex":
+        """Open or create the index in ``directory``: snapshot, then the log after it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self = cls(spec, dim, directory)
+        self._writer = storage.WriterLock(directory)
+        try:
+            for stale in directory.glob("*.tmp"):
+                stale.unlink()  # a snapshot interrupted before its rename
+            if seed is not None and not storage.snapshots(directory) and not storage.logs(directory):
+                self._install_seed(seed)
+            self._recover()
+            self._log = storage.WriteAheadLog(directory, self._seq + 1)
+        except BaseException:
+            self._writer.release()
+            raise
+        return self
+
+    def _install_seed(self, seed: Path) -> None:
+        """Copy a built gallery in as this index's first snapshot (atomically)."""
+        header, _, _ = storage.read_snapshot(seed, lambda read: None)
+        target = storage.snapshot_path(self.directory, int(header["seq"]))
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(seed, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        storage.fsync_dir(self.directory)
+        log.info("index %s: seeded from %s", self.directory, seed)
+
+    def _recover(self) -> None:
+        found = storage.snapshots(self.directory)
+        if found:
+            self._load_snapshot(found[-1])
+        pending: list[Record] = []  # consecutive adds of distinct ids, applied as one batch
+        for record in storage.read_log(self.directory, self._seq):
+            if pending and (record.op == OP_DELETE or record.body["id"] in {r.body["id"] for r in pending}):
+                self._apply_adds(pending)
+                pending = []
+            if record.op == OP_ADD:
+                pending.append(record)
+            else:
+                self._apply_delete(record.body["id"])
+            self._seq = record.seq
+        if pending:
+            self._apply_adds(pending)
+        self._check_consistent("after recovery")
+        for path in found[:-1]:
+            path.unlink()  # superseded (a crash came between a snapshot and the cleanup)
+
+    def _load_snapshot(self, path: Path) -> None:
+        header, rows, index = storage.read_snapshot(
+            path, lambda read: faiss.read_index(faiss.PyCallbackIOReader(read)))
+        mine = {"dim": self.dim, "metric": self.metric, "type": self.index_type}
+        theirs = {key: header.get(key) for key in mine}
+        if theirs != mine:
+            raise SpecError(f"index {self.directory} holds {theirs} but the model spec asks for {mine}: "
+                            "rebuild the index (convscope-index) or fix the spec")
+        self._index = index
+        self._seq = self._snapshot_seq = int(header["seq"])
+        self._next_slot = int(header["next_slot"])
+        self._dead = set(header["dead"])
+        self._rows = {r[0]: Row(int(r[1]), r[2], r[3]) for r in json.loads(rows)}
+        self._ids = {row.slot: key for key, row in self._rows.items()}
+        self._check_consistent(f"in {path.name}")
+
+    def _check_consistent(self, where: str) -> None:
+        if self._index.ntotal - len(self._dead) != len(self._rows):
+            raise IndexCorrupt(f"index {self.directory} {where}: {self._index.ntotal} vectors "
+                               f"({len(self._dead)} deleted) but {len(self._rows)} metadata rows")
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(self, entries: Sequence[Entry]) -> list[bool]:
+        vectors = self.check_entries(entries)
+        with self._lock:
+            created = [e.id not in self._rows for e in entries]
+            records = []
+            for i, entry in enumerate(entries):
+                body = {"id": entry.id, "slot": self._next_slot + i, "label": entry.label,
+                        "metadata": entry.metadata}
+                records.append(Record(self._seq + 1 + i, OP_ADD, body, vectors[i].tobytes()))
+            self._commit(records)
+            self._apply_adds(records)
+            self._after_write(len(records))
+        return created
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for key in ids:
+            check_id(key)
+        with self._lock:
+            unknown = [key for key in ids if key not in self._rows]
+            if unknown:
+                raise NotFound(f"no entry with id {unknown[0]!r} in the index; nothing was deleted")
+            unique = list(dict.fromkeys(ids))
+            records = [Record(self._seq + 1 + i, OP_DELETE, {"id": key}) for i, key in enumerate(unique)]
+            self._commit(records)
+            for key in unique:
+                self._apply_delete(key)
+            self._after_write(len(records))
+
+    def _commit(self, records: list[Record]) -> None:
+        if self._log is None:
+            raise IndexCorrupt(f"index {self.directory} is closed")
+        self._log.append(records)
+        self._seq = records[-1].seq if records else self._seq
+
+    def _apply_adds(self, records: list[Record]) -> None:
+        replaced = [r.body["id"] for r in records if r.body["id"] in self._rows]
+        self._remove_slots([self._rows.pop(key).slot for key in replaced])
+        slots = np.array([r.body["slot"] for r in records], np.int64)
+        vectors = np.frombuffer(b"".join(r.vector for r in records), np.float32).reshape(len(records), self.dim)
+        self._index.add_with_ids(vectors, slots)
+        for record, slot in zip(records, slots.tolist()):
+            body = record.body
+            self._rows[body["id"]] = Row(slot, body["label"], body["metadata"])
+            self._ids[slot] = body["id"]
+        self._next_slot = max(self._next_slot, int(slots.max()) + 1)
+
+    def _apply_delete(self, key: str) -> None:
+        self._remove_slots([self._rows.pop(key).slot])
+
+    def _remove_slots(self, slots: list[int]) -> None:
+        if not slots:
+            return
+        for slot in slots:
+            del self._ids[slot]
+        if isinstance(_inner(self._index), faiss.IndexHNSW):
+            self._dead.update(slots)  # HNSW cannot remove: tombstones, dropped at the next snapshot
+        else:
+            self._index.remove_ids(np.array(slots, np.int64))
+
+    def _after_write(self, count: int) -> None:
+        self._writes_since_snapshot += count
+        if self._writes_since_snapshot >= self.spec.snapshot_every or self._ivf_ready():
+            try:
+                self._checkpoint()
+            except OSError:
+                # The write is already durable in the log; a snapshot that cannot be written
+                # (a full disk) is retried after the next writes, never fails this one.
+                log.exception("index %s: snapshot failed; the log still holds every write", self.directory)
+                for stale in self.directory.glob("*.tmp"):
+                    stale.unlink(missing_ok=True)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _ivf_ready(self) -> bool:
+        base = _inner(self._index)
+        return self.index_type == "ivf" and not isinstance(base, faiss.IndexIVF) \
+            and len(self._rows) >= self.spec.ivf_train_size
+
+    def _rebuild(self) -> None:
+        """Train IVF, or rebuild HNSW without its tombstones: from the live vectors."""
+        slots, vectors = _stored(self._index)
+        live = np.array([s not in self._dead for s in slots.tolist()], bool)
+        slots, vectors = slots[live], vectors[live]
+        if self._ivf_ready():
+            nlist = self.spec.ivf_nlist or max(1, min(int(4 * math.sqrt(len(slots))), len(slots) // 39))
+            quantiser = faiss.IndexFlatIP(self.dim) if self.metric == "cosine" else faiss.IndexFlatL2(self.dim)
+            index = faiss.IndexIVFFlat(quantiser, self.dim, nlist, _faiss_metric(self.metric))
+            index.train(vectors)  # the Python wrapper keeps the quantiser alive
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove and reconstruct by slot
+            log.info("index %s: trained IVF with %d lists on %d vectors", self.directory, nlist, len(slots))
+        else:
+            index = new_faiss_index(self.spec, self.dim)
+        index.add_with_ids(vectors, slots)
+        self._index, self._dead = index, set()
+
+    def _checkpoint(self) -> None:
+        """Snapshot the state at ``_seq``, start a new log, drop the old files (lock held)."""
+        if self._ivf_ready() or len(self._dead) > 0.1 * max(1, self._index.ntotal):
+            self._rebuild()
+        header = {"version": FORMAT_VERSION, "seq": self._seq, "dim": self.dim, "metric": self.metric,
+                  "type": self.index_type, "next_slot": self._next_slot, "dead": sorted(self._dead),
+                  "count": len(self._rows)}
+        rows = json.dumps([[k, r.slot, r.label, r.metadata] for k, r in self._rows.items()]).encode()
+        path = storage.snapshot_path(self.directory, self._seq)
+        storage.write_snapshot(path, header, rows,
+                               lambda write: faiss.write_index(self._index, faiss.PyCallbackIOWriter(write)))
+        self._log.rotate(self.directory, self._seq + 1)
+        for old in storage.snapshots(self.directory):
+            if old != path:
+                old.unlink()
+        storage.fsync_dir(self.directory)
+        self._snapshot_seq, self._writes_since_snapshot = self._seq, 0
+
+    def checkpoint(self) -> None:
+        """Write a snapshot now (the log is replayed from it on the next open)."""
+        with self._lock:
+            self._checkpoint()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _search_params(self, k: int) -> tuple[faiss.SearchParameters | None, tuple]:
+        """Search parameters, and the SWIG objects they point to (kept alive by the caller)."""
+        base = _inner(self._index)
+        if isinstance(base, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.spec.ef_search, k)
+        elif isinstance(base, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = min(self.spec.ivf_nprobe, base.nlist)
+        else:
+            return None, ()
+        if not self._dead:
+            return params, ()
+        batch = faiss.IDSelectorBatch(np.array(sorted(self._dead), np.int64))
+        selector = faiss.IDSelectorNot(batch)
+        params.sel = selector
+        return params, (batch, selector)
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
+        queries = self.check_queries(queries, k)
+        with self._lock:
+            k = min(k, len(self._rows))
+            if k == 0:
+                return [[] for _ in range(len(queries))]
+            params, keep_alive = self._search_params(k)
+            scores, slots = self._index.search(queries, k, params=params)
+            del keep_alive
+            distances = self.to_distance(scores)
+            results = []
+            for row_d, row_s in zip(distances.tolist(), slots.tolist()):
+                found = []
+                for distance, slot in zip(row_d, row_s):
+                    if slot >= 0:
+                        key = self._ids[slot]
+                        row = self._rows[key]
+                        found.append(Neighbour(key, float(distance), row.label, row.metadata))
+                results.append(found)
+            return results
+
+    def contains(self, ids: Sequence[str]) -> list[bool]:
+        with self._lock:
+            return [key in self._rows for key in ids]
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def describe(self) -> IndexStats:
+        with self._lock:
+            base = _inner(self._index)
+            details = {"seq": self._seq, "snapshot_seq": self._snapshot_seq,
+                       "log_bytes": self._log.size if self._log else 0, "tombstones": len(self._dead)}
+            if self.index_type == "ivf":
+                details["ivf_trained"] = isinstance(base, faiss.IndexIVF)
+                details["ivf_nlist"] = base.nlist if isinstance(base, faiss.IndexIVF) else 0
+            return IndexStats(len(self._rows), self.dim, self.metric, self.index_type, self.backend, details)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
+
+
+def snapshot_entries(path: Path) -> Iterator[Entry]:
+    """The entries of a snapshot file (a built gallery), vectors as stored."""
+    _, rows, index = storage.read_snapshot(path, lambda read: faiss.read_index(faiss.PyCallbackIOReader(read)))
+    slots, vectors = _stored(index)
+    by_slot = {slot: i for i, slot in enumerate(slots.tolist())}
+    for key, slot, label, metadata in json.loads(rows):
+        yield Entry(key, vectors[by_slot[slot]], label, metadata)
