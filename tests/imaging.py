@@ -64,3 +64,14 @@ def png_bomb(side: int = 30000, rows_compressed: int | None = None) -> bytes:
 
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: int(len(data) * keep)]
+
+
+def held_out_digits(per_class: int = 2) -> list[tuple[int, bytes]]:
+    """MNIST digits the digits model never trained on (the build's held-out split), as PNG files
+    the way a client would send them: white ink on black, 28x28."""
+    from convscope.build.digits import load_digits, split
+
+    images, labels = load_digits()
+    _, held = split(labels)
+    chosen = [row for digit in range(10) for row in held[labels[held] == digit][:per_class]]
+    return [(int(labels[row]), encode(Image.fromarray(images[row]), "PNG")) for row in chosen]
