@@ -94,6 +94,8 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
     Feature indexes live in ``index_root`` (default ``<run_dir>/index``), one folder per model."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.properties").write_text(render_config(store, ports, overrides))
+    # TorchServe writes new tokens at every start: a key file left by the last run is stale.
+    (run_dir / "key_file.json").unlink(missing_ok=True)
     prometheus_dir = run_dir / "prometheus"
     shutil.rmtree(prometheus_dir, ignore_errors=True)  # multiprocess files are per run
     prometheus_dir.mkdir()
@@ -188,11 +190,22 @@ class RunningServer:
             try:
                 os.killpg(self.process.pid, sig)
                 self.process.wait(timeout=wait)
-                return
+                if self._group_gone(wait):  # the frontend and workers too, not just the launcher
+                    return
             except ProcessLookupError:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+    def _group_gone(self, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
 
 
 def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
