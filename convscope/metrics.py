@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -44,6 +44,17 @@ ERRORS = Counter(
     "convscope_errors_total",
     "Failed items by error type (BadRequest, InvalidImage, PayloadTooLarge, ...).",
     ["model", "endpoint", "type"], registry=REGISTRY)
+
+INDEX_OPERATION_DURATION = Histogram(
+    "convscope_index_operation_duration_seconds",
+    "Time inside the feature index per operation (search; add and delete include the durable "
+    "commit, i.e. the log fsync), per call.",
+    ["model", "op"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+
+INDEX_ENTRIES = Gauge(
+    "convscope_index_entries",
+    "Entries in the model's feature index, as its (single) writer last saw them.",
+    ["model"], multiprocess_mode="livemostrecent", registry=REGISTRY)
 
 
 def render() -> bytes:

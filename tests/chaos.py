@@ -53,14 +53,15 @@ class NeighboursClient:
         answer.raise_for_status()
         return answer.json()[0]["workers"][0]
 
-    def wait_for_new_worker(self, old_pid: int, timeout: float = 120) -> float:
-        """Seconds until a worker other than ``old_pid`` is READY (TorchServe restarts it)."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
+    def wait_for_new_worker(self, old_pid: int, killed_at: float, timeout: float = 120) -> float:
+        """Seconds from ``killed_at`` (monotonic) until a worker other than ``old_pid`` is READY
+        and answers (TorchServe restarts it)."""
+        while time.monotonic() - killed_at < timeout:
             try:
                 worker = self.worker()
-                if worker["status"] == "READY" and int(worker["pid"]) != old_pid:
-                    return time.monotonic() - started
+                if worker["status"] == "READY" and int(worker["pid"]) != old_pid \
+                        and self.call({"op": "stats"}, timeout=10).status_code == 200:
+                    return time.monotonic() - killed_at
             except (requests.RequestException, KeyError, ValueError):
                 pass
             time.sleep(0.2)
@@ -98,16 +99,18 @@ class Drill:
         if kill_delay is None:
             self._add_many(number, adds)
             os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
         else:
             stop = threading.Event()
             writer = threading.Thread(target=self._add_many, args=(number, 10_000, stop))
             writer.start()
             time.sleep(kill_delay)
             os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
             time.sleep(0.5)
             stop.set()
             writer.join()
-        self.recoveries.append(self.client.wait_for_new_worker(pid))
+        self.recoveries.append(self.client.wait_for_new_worker(pid, killed_at))
 
     def missing(self) -> list[str]:
         """Acknowledged ids whose exact vector no longer finds them first."""

@@ -15,11 +15,14 @@ commit (one fsync). Each item still fails alone: a bad id or vector is that item
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from .. import metrics
 from ..config import EngineConfig
 from ..envelope import Param
 from ..errors import BadRequest, InternalError, ServiceError
@@ -49,6 +52,18 @@ class NeighboursEndpoint(Endpoint):
     def __init__(self, model: LoadedModel, config: EngineConfig, index: FeatureIndex) -> None:
         super().__init__(model, config)
         self.index = index
+        metrics.INDEX_ENTRIES.labels(model.spec.name).set(index.count())
+
+    @contextmanager
+    def _timed(self, op: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            name = self.model.spec.name
+            metrics.INDEX_OPERATION_DURATION.labels(name, op).observe(time.perf_counter() - started)
+            if op in ("add", "delete"):
+                metrics.INDEX_ENTRIES.labels(name).set(self.index.count())
 
     def declare_params(self) -> tuple[Param, ...]:
         cap = self.config.max_neighbours
@@ -107,7 +122,8 @@ class NeighboursEndpoint(Endpoint):
         """Commit the pending adds together; each gets its own result (or the commit's error)."""
         if not adds:
             return
-        created = self._guard(self.index.add, [entry for _, entry in adds])
+        with self._timed("add"):
+            created = self._guard(self.index.add, [entry for _, entry in adds])
         count = self.index.count()
         for j, (i, entry) in enumerate(adds):
             outcomes[i] = created if isinstance(created, ServiceError) else \
@@ -117,12 +133,15 @@ class NeighboursEndpoint(Endpoint):
     def _apply(self, request: NeighboursRequest, vector: np.ndarray | None) -> Outcome:
         name = self.model.spec.name
         if request.op == "search":
-            return NeighboursResult(name, tuple(self.index.search(vector[None, :], request.k)[0]))
+            with self._timed("search"):
+                return NeighboursResult(name, tuple(self.index.search(vector[None, :], request.k)[0]))
         if request.op == "delete":
-            self.index.delete([request.id])
+            with self._timed("delete"):
+                self.index.delete([request.id])
             return IndexWriteResult(name, "delete", request.id, self.index.count())
         if request.op == "stats":
-            return IndexStatsResult(name, self.index.describe().to_dict())
+            with self._timed("stats"):
+                return IndexStatsResult(name, self.index.describe().to_dict())
         return self._flush_one(request, vector)
 
     def _flush_one(self, request: NeighboursRequest, vector: np.ndarray) -> Outcome:

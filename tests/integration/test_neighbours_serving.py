@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import requests
 
 from convscope.serving import start
 from tests.chaos import Drill, NeighboursClient
@@ -55,6 +56,19 @@ def test_add_then_search_finds_the_new_image_first_over_every_transport_form(ser
     first = found.json()["neighbours"][0]
     assert first["id"] == "it/three" and first["label"] == "3" and first["metadata"] == {"from": "multipart"}
     assert server.predict("digits-neighbours", json={"op": "delete", "id": "it/three"}).status_code == 200
+
+
+def test_index_metrics_are_on_the_metrics_endpoint(server):
+    vector = np.random.default_rng(3).normal(size=128).tolist()
+    assert server.predict("digits-neighbours", json={"op": "add", "id": "it/metrics", "vector": vector}).ok
+    count = server.predict("digits-neighbours", json={"op": "stats"}).json()["count"]
+    assert server.predict("digits-neighbours", json={"vector": vector}).ok
+    text = requests.get(server.metrics_url, timeout=10).text
+    for op in ("add", "search", "stats"):
+        assert f'convscope_index_operation_duration_seconds_count{{model="digits",op="{op}"}}' in text
+    assert f'convscope_index_entries{{model="digits"}} {float(count)}' in text
+    assert 'convscope_request_duration_seconds_count{endpoint="neighbours",model="digits"}' in text
+    server.predict("digits-neighbours", json={"op": "delete", "id": "it/metrics"})
 
 
 @pytest.mark.parametrize("doc, status", [
