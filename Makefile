@@ -40,8 +40,9 @@ test-unit: $(STAMP)
 archive: $(STAMP)
 	$(PY) -m convscope.build.archive --spec $(SPEC) $(if $(WEIGHTS),--weights $(WEIGHTS)) --export-path model_store
 
+# Keeps var/index: the feature indexes hold what clients added (distclean removes them too).
 clean:
-	rm -rf var model_store/*.mar .pytest_cache
+	rm -rf var/logs var/tmp var/prometheus var/config.properties var/key_file.json model_store/*.mar .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) model_store/build
+	rm -rf $(VENV) model_store/build var
