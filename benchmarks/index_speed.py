@@ -408,7 +408,8 @@ def main() -> None:
         for n in sizes:
             if (dim, n) in skip:
                 continue
-            print(f"[{time.perf_counter() - run_start:6.0f} s] dim {dim}, {size_name(n)} vectors", flush=True)
+            print(f"[{time.perf_counter() - run_start:6.0f} s] dim {dim}, {size_name(n)} vectors (load {loadavg()})",
+                  flush=True)
             faiss.omp_set_num_threads(build_threads)
             path = fresh_dir(root, f"flat-{dim}-{n}")
             spec = spec_for("flat")
@@ -449,7 +450,7 @@ def main() -> None:
                 if kind == "ivf":
                     assert details["ivf_trained"], details
                     label = f"{label} (nlist {details['ivf_nlist']})"
-                print(f"    {label} build {build_s:.1f} s", flush=True)
+                print(f"    {label} build {build_s:.1f} s (load {loadavg()})", flush=True)
                 faiss.omp_set_num_threads(args.threads)
                 ann += ann_rows(kind, label, index, build_s, queries, truth, exact, timer, dim, n)
                 if n == recovery_size and first != IndexSpec.ivf_train_size:
@@ -485,20 +486,20 @@ def main() -> None:
 
 def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, build_threads) -> str:
     command = ".venv/bin/python benchmarks/index_speed.py " + " ".join(sys.argv[1:])
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     out = [f"\n### Index speed run ({time.strftime('%Y-%m-%d')})\n",
            f"Command: `{command.strip()}`  ",
-           (f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores (shared: load "
-           f"average {load_start} at start, {loadavg()} at end), "
-           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python "
-           f"{platform.python_version()}, faiss-cpu {faiss.__version__}, numpy {np.__version__}, "
-           f"ConvScope {__version__}. Search with {args.threads} FAISS thread(s), builds with "
-           f"{build_threads}; best of {args.rounds} round(s); k = 10, cosine; run time {elapsed / 60:.1f} min.  "),
+           (f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared: load average {load_start} at "
+            f"start, {loadavg()} at end), {memory:.0f} GiB; Python {platform.python_version()}, faiss-cpu "
+            f"{faiss.__version__}, numpy {np.__version__}, ConvScope {__version__}. Search with {args.threads} "
+            f"FAISS thread(s), builds with {build_threads}; best of {args.rounds} round(s); k = 10, cosine; "
+            f"run time {elapsed / 60:.1f} min.  "),
            ("Data: synthetic Gaussian mixture (1000 clusters of unequal sizes, shared mean, decaying "
-           "spectrum; fixed seeds), 1000 fresh queries from the same mixture. Not real embeddings.\n")]
+            "spectrum; fixed seeds), 1000 fresh queries from the same mixture. Not real embeddings.\n")]
     out += [("Exact search (`type = \"flat\"`), through `FaissIndex.search`; FAISS alone = the same "
-            "index's own `search` (no validation, no result objects).\n"),
+             "index's own `search` (no validation, no result objects).\n"),
             ("| dim | vectors | bulk load (s) | batched QPS (100/call) | single p50 (ms) | single p99 (ms) "
-            "| FAISS alone single p50 (ms) | queries timed (batched / single) |"),
+             "| FAISS alone single p50 (ms) | queries timed (batched / single) |"),
             "|---|---|---|---|---|---|---|---|"]
     for r in exact_rows:
         t = r["t"]
@@ -506,12 +507,12 @@ def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, 
                    f"{t.p99_ms:.3f} | {r['raw_p50']:.3f} | {t.batched_queries} / {t.single_queries} |")
     if ann:
         out += ["", ("Approximate search against exact at the same size (ratios: ANN / exact batched QPS; exact "
-                "single p50 / ANN single p50). Build = all adds through `FaissIndex` (log included; IVF "
-                "training included). `ivf@2048`: trained when it reached ivf_train_size = 2048 entries, as "
-                "an index grown by small writes is, then filled. **default** = the spec's setting; "
-                "*fastest* = the fastest single query with recall@10 >= 0.95.\n"),
+                     "single p50 / ANN single p50). Build = all adds through `FaissIndex` (log included; IVF "
+                     "training included). `ivf@2048`: trained when it reached ivf_train_size = 2048 entries, as "
+                     "an index grown by small writes is, then filled. **default** = the spec's setting; "
+                     "*fastest* = the fastest single query with recall@10 >= 0.95.\n"),
                 ("| dim | vectors | index | build (s) | setting | recall@10 | batched QPS | x exact | "
-                "single p50 (ms) | single p99 (ms) | speed-up vs exact p50 |"),
+                 "single p50 (ms) | single p99 (ms) | speed-up vs exact p50 |"),
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in ann:
             t = r["t"]
@@ -525,7 +526,7 @@ def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, 
                        f"{t.p99_ms:.3f} | {r['speedup']:.1f}x |")
     if recovery:
         out += ["", ("Snapshots and recovery: `checkpoint()` (write, fsync, rename, new log), then reopen = "
-                "`open_index` on the directory (read and CRC-check the snapshot, empty log).\n"),
+                     "`open_index` on the directory (read and CRC-check the snapshot, empty log).\n"),
                 "| dim | vectors | index | snapshot write (s) | snapshot size (MB) | reopen from snapshot (s) |",
                 "|---|---|---|---|---|---|"]
         for r in recovery:
@@ -539,11 +540,11 @@ def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, 
     durable = [r for r in adds if "per_call" in r]
     if durable:
         out += ["", ("Adds with durability on (each `add` returns after its log record is fsync'd) against "
-                "FAISS alone (`IndexIDMap2(IndexFlatIP).add_with_ids`, no log) on the same vectors, into an "
-                "empty flat index; 'no fsync' = the log written but `os.fsync` stubbed out, to split the "
-                "fsync from the bookkeeping (not a mode the service has).\n"),
+                     "FAISS alone (`IndexIDMap2(IndexFlatIP).add_with_ids`, no log) on the same vectors, into an "
+                     "empty flat index; 'no fsync' = the log written but `os.fsync` stubbed out, to split the "
+                     "fsync from the bookkeeping (not a mode the service has). Median of the rounds.\n"),
                 ("| dim | entries per add | calls | durable adds/s | (range over rounds) | durable p50 (ms) | "
-                "durable p99 (ms) | no-fsync adds/s | FAISS alone adds/s | durable / FAISS alone |"),
+                 "durable p99 (ms) | no-fsync adds/s | FAISS alone adds/s | durable / FAISS alone |"),
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in durable:
             d, nf, fa = r["durable"], r["no fsync"], r["faiss"]

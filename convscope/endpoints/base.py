@@ -68,7 +68,7 @@ class Endpoint(ABC):
 
     def prepare(self, request: Any) -> Prepared | None:
         """The image's network input; None for a request without an image (index writes)."""
-        if not request.image:
+        if not request.image and not self.image_required:
             return None
         started = time.perf_counter()
         spec = self.model.spec.input
