@@ -40,6 +40,7 @@ import dataclasses
 import gc
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -310,6 +311,7 @@ def add_throughput(root: Path, mixture: Mixture, singles: int, batches: int, rou
 def _add_round(root: Path, mode: str, dim: int, vectors: np.ndarray, unit_vectors: np.ndarray,
                per_call: int, count: int) -> tuple[float, float, float]:
     gc.collect()
+    os.sync()  # flush earlier sections' writes (GBs of logs and snapshots): time this round's fsyncs only
     times = []
     if mode == "faiss":
         raw = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -485,7 +487,7 @@ def main() -> None:
 
 
 def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, build_threads) -> str:
-    command = ".venv/bin/python benchmarks/index_speed.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python benchmarks/index_speed.py " + shlex.join(sys.argv[1:])
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     out = [f"\n### Index speed run ({time.strftime('%Y-%m-%d')})\n",
            f"Command: `{command.strip()}`  ",
