@@ -35,6 +35,8 @@ from .storage import OP_ADD, OP_DELETE, Record
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+SNAPSHOT_LOG_RATIO = 0.25
+IVF_RETRAIN_GROWTH = 4
 
 
 class Row(NamedTuple):
@@ -92,6 +94,7 @@ class FaissIndex(FeatureIndex):
         self._seq = 0
         self._snapshot_seq = 0
         self._writes_since_snapshot = 0
+        self._ivf_trained_on = 0
         self._log: storage.WriteAheadLog | None = None
         self._writer: storage.WriterLock | None = None
 
@@ -132,12 +135,14 @@ class FaissIndex(FeatureIndex):
         if found:
             self._load_snapshot(found[-1])
         pending: list[Record] = []  # consecutive adds of distinct ids, applied as one batch
+        pending_ids: set[str] = set()
         for record in storage.read_log(self.directory, self._seq):
-            if pending and (record.op == OP_DELETE or record.body["id"] in {r.body["id"] for r in pending}):
+            if pending and (record.op == OP_DELETE or record.body["id"] in pending_ids):
                 self._apply_adds(pending)
-                pending = []
+                pending, pending_ids = [], set()
             if record.op == OP_ADD:
                 pending.append(record)
+                pending_ids.add(record.body["id"])
             else:
                 self._apply_delete(record.body["id"])
             self._seq = record.seq
@@ -159,6 +164,7 @@ class FaissIndex(FeatureIndex):
         self._seq = self._snapshot_seq = int(header["seq"])
         self._next_slot = int(header["next_slot"])
         self._dead = set(header["dead"])
+        self._ivf_trained_on = int(header.get("ivf_trained_on", 0))
         self._rows = {r[0]: Row(int(r[1]), r[2], r[3]) for r in json.loads(rows)}
         self._ids = {row.slot: key for key, row in self._rows.items()}
         self._check_consistent(f"in {path.name}")
@@ -231,7 +237,7 @@ class FaissIndex(FeatureIndex):
 
     def _after_write(self, count: int) -> None:
         self._writes_since_snapshot += count
-        if self._writes_since_snapshot >= self.spec.snapshot_every or self._ivf_ready():
+        if self._snapshot_due() or self._ivf_ready() or self._ivf_outgrown():
             try:
                 self._checkpoint()
             except OSError:
@@ -243,6 +249,19 @@ class FaissIndex(FeatureIndex):
 
     # -- snapshots -----------------------------------------------------------------------------
 
+    def _snapshot_due(self) -> bool:
+        """After ``snapshot_every`` writes, and once the log is a quarter of the vectors' size:
+        a snapshot rewrites the whole index, so its cost stays proportional to what was added
+        (at 1M x 1280 a snapshot is 5 GB; replaying the log at start stays bounded likewise)."""
+        log_bytes = self._log.size if self._log else 0
+        return self._writes_since_snapshot >= self.spec.snapshot_every \
+            and log_bytes >= SNAPSHOT_LOG_RATIO * 4 * self.dim * len(self._rows)
+
+    def _ivf_outgrown(self) -> bool:
+        """An IVF index whose gallery has grown 4-fold since its lists were trained retrains."""
+        return isinstance(_inner(self._index), faiss.IndexIVF) \
+            and len(self._rows) >= IVF_RETRAIN_GROWTH * max(1, self._ivf_trained_on)
+
     def _ivf_ready(self) -> bool:
         base = _inner(self._index)
         return self.index_type == "ivf" and not isinstance(base, faiss.IndexIVF) \
@@ -253,12 +272,13 @@ class FaissIndex(FeatureIndex):
         slots, vectors = _stored(self._index)
         live = np.array([s not in self._dead for s in slots.tolist()], bool)
         slots, vectors = slots[live], vectors[live]
-        if self._ivf_ready():
+        if self.index_type == "ivf" and len(slots) >= self.spec.ivf_train_size:
             nlist = self.spec.ivf_nlist or max(1, min(int(4 * math.sqrt(len(slots))), len(slots) // 39))
             quantiser = faiss.IndexFlatIP(self.dim) if self.metric == "cosine" else faiss.IndexFlatL2(self.dim)
             index = faiss.IndexIVFFlat(quantiser, self.dim, nlist, _faiss_metric(self.metric))
             index.train(vectors)  # the Python wrapper keeps the quantiser alive
             index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove and reconstruct by slot
+            self._ivf_trained_on = len(slots)
             log.info("index %s: trained IVF with %d lists on %d vectors", self.directory, nlist, len(slots))
         else:
             index = new_faiss_index(self.spec, self.dim)
@@ -267,10 +287,11 @@ class FaissIndex(FeatureIndex):
 
     def _checkpoint(self) -> None:
         """Snapshot the state at ``_seq``, start a new log, drop the old files (lock held)."""
-        if self._ivf_ready() or len(self._dead) > 0.1 * max(1, self._index.ntotal):
+        if self._ivf_ready() or self._ivf_outgrown() or len(self._dead) > 0.1 * max(1, self._index.ntotal):
             self._rebuild()
         header = {"version": FORMAT_VERSION, "seq": self._seq, "dim": self.dim, "metric": self.metric,
                   "type": self.index_type, "next_slot": self._next_slot, "dead": sorted(self._dead),
+                  "ivf_trained_on": self._ivf_trained_on,
                   "count": len(self._rows)}
         rows = json.dumps([[k, r.slot, r.label, r.metadata] for k, r in self._rows.items()]).encode()
         path = storage.snapshot_path(self.directory, self._seq)
@@ -344,6 +365,7 @@ class FaissIndex(FeatureIndex):
             if self.index_type == "ivf":
                 details["ivf_trained"] = isinstance(base, faiss.IndexIVF)
                 details["ivf_nlist"] = base.nlist if isinstance(base, faiss.IndexIVF) else 0
+                details["ivf_trained_on"] = self._ivf_trained_on
             return IndexStats(len(self._rows), self.dim, self.metric, self.index_type, self.backend, details)
 
     def close(self) -> None:

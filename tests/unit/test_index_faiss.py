@@ -100,6 +100,43 @@ def test_upsert_replaces_and_delete_removes_across_restarts(spec, tmp_path):
         assert index.search(x[500], 1)[0][0].metadata == {"v": 2}
 
 
+def test_ivf_trains_once_big_enough_and_retrains_as_the_gallery_grows(tmp_path):
+    spec = IndexSpec(type="ivf", ivf_train_size=200)
+    x = data(1000)
+    with open_index(spec, DIM, tmp_path, "m") as index:
+        index.add(entries(x[:150]))
+        assert not index.describe().details["ivf_trained"]  # exact until train size
+        index.add(entries(x[150:250], 150))
+        first = index.describe().details
+        assert first["ivf_trained"] and first["ivf_trained_on"] == 250
+        index.add(entries(x[250:1000], 250))  # 4-fold growth: new lists
+        grown = index.describe().details
+        assert grown["ivf_trained_on"] == 1000 and grown["ivf_nlist"] > first["ivf_nlist"]
+        assert [h[0].id for h in index.search(x[::50], 1)] == [f"id{i}" for i in range(0, 1000, 50)]
+    with open_index(spec, DIM, tmp_path, "m") as index:
+        assert index.describe().details["ivf_trained_on"] == 1000 and index.count() == 1000
+
+
+def test_replaying_a_log_of_upserts_and_deletes_gives_the_state_before_the_crash(tmp_path):
+    """Replay groups consecutive adds into one FAISS call; an id added twice in a row, or
+    deleted in between, must still end as it was acknowledged."""
+    spec = IndexSpec(snapshot_every=10**9)
+    x = data(40)
+    with open_index(spec, DIM, tmp_path, "m") as index:
+        for i in range(30):
+            index.add([Entry(f"k{i % 10}", x[i], str(i), {})])  # each id written three times
+            if i == 15:
+                index.delete(["k5"])
+        before = {key: (hit[0].id, hit[0].label) for key, hit in zip("ab", index.search(x[[28, 29]], 1))}
+        count = index.count()
+    with open_index(spec, DIM, tmp_path, "m") as index:
+        assert index.count() == count == 10
+        after = {key: (hit[0].id, hit[0].label) for key, hit in zip("ab", index.search(x[[28, 29]], 1))}
+        assert after == before == {"a": ("k8", "28"), "b": ("k9", "29")}
+        assert index.search(x[25], 1)[0][0].id == "k5"  # deleted at write 15, added again at 25
+        assert index.search(x[5], 1)[0][0].id != "k5"  # its first vector is gone
+
+
 def test_k_is_clamped_and_an_empty_index_answers_nothing(tmp_path):
     with open_index(IndexSpec(), DIM, tmp_path, "m") as index:
         assert index.search(data(2), 10) == [[], []]
