@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import faiss
 import numpy as np
@@ -31,7 +30,19 @@ from ..errors import IndexCorrupt, NotFound, SpecError
 from ..spec import IndexSpec
 from . import storage
 from .base import Entry, FeatureIndex, IndexStats, Neighbour, check_id
+from .faiss_structures import (
+    inner,
+    new_faiss_index,
+    read_faiss,
+    search_params,
+    snapshot_entries,
+    stored,
+    train_ivf,
+    write_faiss,
+)
 from .storage import OP_ADD, OP_DELETE, Record
+
+__all__ = ["FaissIndex", "snapshot_entries"]
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -43,40 +54,6 @@ class Row(NamedTuple):
     slot: int
     label: str | None
     metadata: dict[str, Any]
-
-
-def _faiss_metric(metric: str) -> int:
-    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-
-
-def new_faiss_index(spec: IndexSpec, dim: int) -> faiss.Index:
-    """An empty id-mapped index of the spec's type (IVF starts flat, see the module doc)."""
-    metric = _faiss_metric(spec.metric)
-    if spec.type == "hnsw":
-        base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, metric)
-        base.hnsw.efConstruction = spec.ef_construction
-    else:
-        base = faiss.IndexFlatIP(dim) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(dim)
-    return faiss.IndexIDMap2(base)
-
-
-def _inner(index: faiss.Index) -> faiss.Index:
-    """The searching index: inside ``IndexIDMap2`` (flat, HNSW), or the IVF index itself (IVF
-    takes int64 ids natively; wrapping it in an id map breaks ``remove_ids``)."""
-    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-
-
-def _stored(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(slots int64 [N], vectors float32 [N, D]) held by ``index``."""
-    if index.ntotal == 0:
-        return np.zeros(0, np.int64), np.zeros((0, index.d), np.float32)
-    if isinstance(index, faiss.IndexIVF):
-        lists = index.invlists
-        slots = np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                                for i in range(index.nlist) if lists.list_size(i)]).astype(np.int64)
-        return slots, index.reconstruct_batch(slots)
-    slots = faiss.vector_to_array(index.id_map).astype(np.int64)
-    return slots, _inner(index).reconstruct_n(0, index.ntotal)
 
 
 class FaissIndex(FeatureIndex):
@@ -154,7 +131,7 @@ class FaissIndex(FeatureIndex):
 
     def _load_snapshot(self, path: Path) -> None:
         header, rows, index = storage.read_snapshot(
-            path, lambda read: faiss.read_index(faiss.PyCallbackIOReader(read)))
+            path, read_faiss)
         mine = {"dim": self.dim, "metric": self.metric, "type": self.index_type}
         theirs = {key: header.get(key) for key in mine}
         if theirs != mine:
@@ -230,7 +207,7 @@ class FaissIndex(FeatureIndex):
             return
         for slot in slots:
             del self._ids[slot]
-        if isinstance(_inner(self._index), faiss.IndexHNSW):
+        if isinstance(inner(self._index), faiss.IndexHNSW):
             self._dead.update(slots)  # HNSW cannot remove: tombstones, dropped at the next snapshot
         else:
             self._index.remove_ids(np.array(slots, np.int64))
@@ -259,27 +236,23 @@ class FaissIndex(FeatureIndex):
 
     def _ivf_outgrown(self) -> bool:
         """An IVF index whose gallery has grown 4-fold since its lists were trained retrains."""
-        return isinstance(_inner(self._index), faiss.IndexIVF) \
+        return isinstance(inner(self._index), faiss.IndexIVF) \
             and len(self._rows) >= IVF_RETRAIN_GROWTH * max(1, self._ivf_trained_on)
 
     def _ivf_ready(self) -> bool:
-        base = _inner(self._index)
+        base = inner(self._index)
         return self.index_type == "ivf" and not isinstance(base, faiss.IndexIVF) \
             and len(self._rows) >= self.spec.ivf_train_size
 
     def _rebuild(self) -> None:
         """Train IVF, or rebuild HNSW without its tombstones: from the live vectors."""
-        slots, vectors = _stored(self._index)
+        slots, vectors = stored(self._index)
         live = np.array([s not in self._dead for s in slots.tolist()], bool)
         slots, vectors = slots[live], vectors[live]
         if self.index_type == "ivf" and len(slots) >= self.spec.ivf_train_size:
-            nlist = self.spec.ivf_nlist or max(1, min(int(4 * math.sqrt(len(slots))), len(slots) // 39))
-            quantiser = faiss.IndexFlatIP(self.dim) if self.metric == "cosine" else faiss.IndexFlatL2(self.dim)
-            index = faiss.IndexIVFFlat(quantiser, self.dim, nlist, _faiss_metric(self.metric))
-            index.train(vectors)  # the Python wrapper keeps the quantiser alive
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove and reconstruct by slot
+            index = train_ivf(vectors, self.spec)
             self._ivf_trained_on = len(slots)
-            log.info("index %s: trained IVF with %d lists on %d vectors", self.directory, nlist, len(slots))
+            log.info("index %s: trained IVF with %d lists on %d vectors", self.directory, index.nlist, len(slots))
         else:
             index = new_faiss_index(self.spec, self.dim)
         index.add_with_ids(vectors, slots)
@@ -296,7 +269,7 @@ class FaissIndex(FeatureIndex):
         rows = json.dumps([[k, r.slot, r.label, r.metadata] for k, r in self._rows.items()]).encode()
         path = storage.snapshot_path(self.directory, self._seq)
         storage.write_snapshot(path, header, rows,
-                               lambda write: faiss.write_index(self._index, faiss.PyCallbackIOWriter(write)))
+                               lambda write: write_faiss(self._index, write))
         self._log.rotate(self.directory, self._seq + 1)
         for old in storage.snapshots(self.directory):
             if old != path:
@@ -311,31 +284,13 @@ class FaissIndex(FeatureIndex):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _search_params(self, k: int) -> tuple[faiss.SearchParameters | None, tuple]:
-        """Search parameters, and the SWIG objects they point to (kept alive by the caller)."""
-        base = _inner(self._index)
-        if isinstance(base, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.spec.ef_search, k)
-        elif isinstance(base, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF()
-            params.nprobe = min(self.spec.ivf_nprobe, base.nlist)
-        else:
-            return None, ()
-        if not self._dead:
-            return params, ()
-        batch = faiss.IDSelectorBatch(np.array(sorted(self._dead), np.int64))
-        selector = faiss.IDSelectorNot(batch)
-        params.sel = selector
-        return params, (batch, selector)
-
     def search(self, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
         queries = self.check_queries(queries, k)
         with self._lock:
             k = min(k, len(self._rows))
             if k == 0:
                 return [[] for _ in range(len(queries))]
-            params, keep_alive = self._search_params(k)
+            params, keep_alive = search_params(self._index, self.spec, k, self._dead)
             scores, slots = self._index.search(queries, k, params=params)
             del keep_alive
             distances = self.to_distance(scores)
@@ -359,7 +314,7 @@ class FaissIndex(FeatureIndex):
 
     def describe(self) -> IndexStats:
         with self._lock:
-            base = _inner(self._index)
+            base = inner(self._index)
             details = {"seq": self._seq, "snapshot_seq": self._snapshot_seq,
                        "log_bytes": self._log.size if self._log else 0, "tombstones": len(self._dead)}
             if self.index_type == "ivf":
@@ -376,12 +331,3 @@ class FaissIndex(FeatureIndex):
             if self._writer is not None:
                 self._writer.release()
                 self._writer = None
-
-
-def snapshot_entries(path: Path) -> Iterator[Entry]:
-    """The entries of a snapshot file (a built gallery), vectors as stored."""
-    _, rows, index = storage.read_snapshot(path, lambda read: faiss.read_index(faiss.PyCallbackIOReader(read)))
-    slots, vectors = _stored(index)
-    by_slot = {slot: i for i, slot in enumerate(slots.tolist())}
-    for key, slot, label, metadata in json.loads(rows):
-        yield Entry(key, vectors[by_slot[slot]], label, metadata)
