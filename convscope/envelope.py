@@ -41,7 +41,8 @@ class Payload:
 @dataclass(frozen=True)
 class Param:
     """A declared parameter. ``kind``: int or float (with an inclusive range ``low``..``high``),
-    bool, str (one of ``choices``, or any short string without them), list (of ``choices``; a
+    bool, str (one of ``choices``; without them any string of 1..``high`` characters, 200 by
+    default), list (of ``choices``; a
     comma-separated string also works), dict (a JSON object) or tuple (a vector of finite
     floats, at most ``high`` of them; a JSON array string also works).
     ``cap`` names the server-side setting behind ``high``, so the 400 can say which cap it is."""
@@ -58,7 +59,7 @@ class Param:
         if self.kind is bool:
             return _as_bool(self.name, raw)
         if self.kind is str:
-            return _as_choice(self.name, _text(raw), self.choices)
+            return _as_choice(self.name, _text(raw), self.choices, int(self.high or 200))
         if self.kind is list:
             return _as_choices(self.name, _text(raw), self.choices)
         if self.kind is dict:
@@ -103,9 +104,11 @@ def _as_float(name: str, raw: Any) -> float:
     return value
 
 
-def _as_choice(name: str, raw: Any, choices: tuple[str, ...]) -> str:
-    if not choices and isinstance(raw, str) and 0 < len(raw) <= 200:
-        return raw  # a free string, such as a layer name
+def _as_choice(name: str, raw: Any, choices: tuple[str, ...], most: int = 200) -> str:
+    if not choices:  # a free string, such as a layer name or an index id
+        if isinstance(raw, str) and 0 < len(raw) <= most:
+            return raw
+        raise BadRequest(f"{name} must be a string of 1-{most} characters, got {str(raw)[:40]!r}")
     if not isinstance(raw, str) or raw not in choices:
         raise BadRequest(f"{name} must be one of {', '.join(choices)}; got {str(raw)[:40]!r}")
     return raw

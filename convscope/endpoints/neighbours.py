@@ -27,6 +27,7 @@ from ..config import EngineConfig
 from ..envelope import Param
 from ..errors import BadRequest, InternalError, ServiceError
 from ..index import Entry, FeatureIndex
+from ..index.base import MAX_ID_CHARS, MAX_LABEL_CHARS
 from ..models import LoadedModel
 from ..schemas import (
     IndexStatsResult,
@@ -68,7 +69,8 @@ class NeighboursEndpoint(Endpoint):
     def declare_params(self) -> tuple[Param, ...]:
         cap = self.config.max_neighbours
         return (Param("op", str, "search", choices=OPS), Param("k", int, min(10, cap), 1, cap, cap="max_neighbours"),
-                Param("id", str, None), Param("label", str, None), Param("metadata", dict, None),
+                Param("id", str, None, high=MAX_ID_CHARS), Param("label", str, None, high=MAX_LABEL_CHARS),
+                Param("metadata", dict, None),
                 Param("vector", tuple, None, high=MAX_VECTOR_VALUES))
 
     def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> NeighboursRequest:

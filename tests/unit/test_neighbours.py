@@ -92,6 +92,8 @@ def test_search_and_add_by_vector_from_the_features_endpoint(endpoints):
     ({"op": "add", "label": "1"}, 400, "needs an id"),
     ({"op": "add", "id": "x", "k": 3}, 400, "do not apply to op=add"),
     ({"op": "delete"}, 400, "needs an id"),
+    ({"op": "delete", "id": "x" * 257}, 400, "id must be a string of 1-256 characters"),
+    ({"op": "add", "id": 7}, 400, "id must be a string"),
     ({"op": "delete", "id": "never-added"}, 404, "no entry with id"),
     ({"op": "stats", "image": b"abc"}, 400, "takes no image"),
     ({"op": "add", "id": "x", "metadata": {"a": "b" * 5000}}, 400, "metadata is"),
