@@ -239,14 +239,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:8080, gRPC 127.0.0.1:7070, "
           f"token in {args.run_dir / 'key_file.json'}\n  feature indexes in {env[ROOT_VARIABLE]}\n  metrics: TorchServe http://127.0.0.1:8082/metrics, "
           f"ConvScope http://127.0.0.1:{METRICS_PORT}/metrics\n  Ctrl-C stops", flush=True)
-    process = subprocess.Popen(command, cwd=args.run_dir, env=env)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda number, _frame: process.send_signal(number))
-    try:
-        sys.exit(process.wait())
-    except KeyboardInterrupt:  # the terminal sent SIGINT to TorchServe too
-        sys.exit(process.wait())
+    # TorchServe's launcher does not pass a SIGTERM on to its Java frontend: run the whole server
+    # in its own process group and stop the group (frontend and workers) on SIGTERM, SIGHUP or
+    # Ctrl-C, so a supervisor's stop never leaves an orphaned server holding the ports and
+    # the feature indexes' writer locks.
+    process = subprocess.Popen(command, cwd=args.run_dir, env=env, start_new_session=True)
+    server = RunningServer(process, args.run_dir, {}, names)
 
+    def stop(number: int, _frame) -> None:
+        print(f"convscope: stopping TorchServe ({signal.Signals(number).name})", flush=True)
+        server.stop()
+        sys.exit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
+    sys.exit(process.wait())
 
 if __name__ == "__main__":
     main()

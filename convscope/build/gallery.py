@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    model, index = open_for(args.spec, args.index, args.weights)
+    try:
+        model, index = open_for(args.spec, args.index, args.weights)
+    except ServiceError as error:  # a locked, corrupt or mismatched index: say so, no traceback
+        raise SystemExit(f"convscope-index: {error.message}") from None
     with index:
         if args.command == "ingest":
             if args.folder is None and args.digits is None:

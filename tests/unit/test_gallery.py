@@ -88,6 +88,10 @@ def test_the_cli_ingests_a_folder_and_reports_stats(photo_tree, tmp_path):
     assert "'added': 4" in first.stdout and "'failed': 1" in first.stdout and "broken.png" in first.stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "'added': 0, 'skipped': 4" in again.stdout and "'count': 4" in again.stdout
+    with open_index(IndexSpec(), 1280, tmp_path / "index", "efficientnet_lite0"):  # a server holds it
+        locked = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert locked.returncode == 1 and "owned by another writer" in locked.stderr
+    assert "Traceback" not in locked.stderr
 
 
 def test_the_neighbours_endpoint_over_milvus(digits_model, tmp_path):
