@@ -232,19 +232,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-store", type=Path, default=REPO / "model_store")
     parser.add_argument("--run-dir", type=Path, default=REPO / "var")
     parser.add_argument("--index-root", type=Path, help="feature indexes (default: <run-dir>/index)")
+    parser.add_argument("--free-ports", action="store_true",
+                        help="free loopback ports instead of 8080-8083/7070-7071 (printed)")
     args = parser.parse_args(argv)
-    command, env = prepare_run_dir(args.run_dir, args.model_store, index_root=args.index_root)
+    ports = free_ports() if args.free_ports else None
+    command, env = prepare_run_dir(args.run_dir, args.model_store, ports, index_root=args.index_root)
     names = [r.name for r in registrations(args.model_store)]
-    serve_metrics(METRICS_PORT, args.run_dir / "prometheus")
-    print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:8080, gRPC 127.0.0.1:7070, "
-          f"token in {args.run_dir / 'key_file.json'}\n  feature indexes in {env[ROOT_VARIABLE]}\n  metrics: TorchServe http://127.0.0.1:8082/metrics, "
-          f"ConvScope http://127.0.0.1:{METRICS_PORT}/metrics\n  Ctrl-C stops", flush=True)
+    metrics_port = ports["convscope_metrics"] if ports else METRICS_PORT
+    serve_metrics(metrics_port, args.run_dir / "prometheus")
+    rest, grpc, ts_metrics = ((ports["inference"], ports["grpc_inference"], ports["metrics"]) if ports
+                              else (8080, 7070, 8082))
+    print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:{rest}, gRPC 127.0.0.1:{grpc}, "
+          f"token in {args.run_dir / 'key_file.json'}\n  feature indexes in {env[ROOT_VARIABLE]}\n"
+          f"  metrics: TorchServe http://127.0.0.1:{ts_metrics}/metrics, "
+          f"ConvScope http://127.0.0.1:{metrics_port}/metrics\n  Ctrl-C stops", flush=True)
     # TorchServe's launcher does not pass a SIGTERM on to its Java frontend: run the whole server
     # in its own process group and stop the group (frontend and workers) on SIGTERM, SIGHUP or
     # Ctrl-C, so a supervisor's stop never leaves an orphaned server holding the ports and
     # the feature indexes' writer locks.
     process = subprocess.Popen(command, cwd=args.run_dir, env=env, start_new_session=True)
-    server = RunningServer(process, args.run_dir, {}, names)
+    server = RunningServer(process, args.run_dir, ports or {}, names)
 
     def stop(number: int, _frame) -> None:
         print(f"convscope: stopping TorchServe ({signal.Signals(number).name})", flush=True)

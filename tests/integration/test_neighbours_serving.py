@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -143,3 +148,39 @@ def test_everything_acknowledged_is_there_after_a_full_restart(drill_server, dig
         assert found["neighbours"][0]["id"] == "restart/eight"
     finally:
         again.stop()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Processes with ``text`` in their command line or environment (workers inherit the run
+    directory through TMPDIR and CONVSCOPE_INDEX_ROOT)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            seen = b"".join(open(f"/proc/{entry}/{part}", "rb").read() for part in ("cmdline", "environ"))
+        except OSError:
+            continue
+        if text.encode() in seen:
+            found.append(int(entry))
+    return found
+
+
+def test_sigterm_to_convscope_serve_stops_the_whole_server(digits_only, tmp_path):
+    """A supervisor stops `make serve` with SIGTERM: TorchServe's frontend and workers must go
+    too (TorchServe's own launcher leaves Java running), releasing ports and index locks."""
+    run_dir = tmp_path / "run"
+    serve = subprocess.Popen([sys.executable, "-m", "convscope.serving", "--model-store", str(digits_only),
+                              "--run-dir", str(run_dir), "--free-ports"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_processes_mentioning(str(run_dir))) < 8:  # convscope-serve, launcher, java, 5 workers
+            assert time.monotonic() < deadline and serve.poll() is None, "the server did not come up"
+            time.sleep(0.5)
+        time.sleep(3)  # let the workers load
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=90) == 0
+        assert "stopping TorchServe (SIGTERM)" in serve.stdout.read()
+        assert _processes_mentioning(str(run_dir)) == []
+    finally:
+        if serve.poll() is None:
+            serve.kill()
