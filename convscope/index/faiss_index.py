@@ -37,6 +37,7 @@ from .faiss_structures import (
     search_params,
     snapshot_entries,
     stored,
+    tombstone_filter,
     train_ivf,
     write_faiss,
 )
@@ -67,6 +68,7 @@ class FaissIndex(FeatureIndex):
         self._rows: dict[str, Row] = {}
         self._ids: dict[int, str] = {}
         self._dead: set[int] = set()
+        self._tombstones: tuple | None = None  # the search filter of _dead, rebuilt when it changes
         self._next_slot = 0
         self._seq = 0
         self._snapshot_seq = 0
@@ -209,6 +211,7 @@ class FaissIndex(FeatureIndex):
             del self._ids[slot]
         if isinstance(inner(self._index), faiss.IndexHNSW):
             self._dead.update(slots)  # HNSW cannot remove: tombstones, dropped at the next snapshot
+            self._tombstones = None
         else:
             self._index.remove_ids(np.array(slots, np.int64))
 
@@ -256,7 +259,7 @@ class FaissIndex(FeatureIndex):
         else:
             index = new_faiss_index(self.spec, self.dim)
         index.add_with_ids(vectors, slots)
-        self._index, self._dead = index, set()
+        self._index, self._dead, self._tombstones = index, set(), None
 
     def _checkpoint(self) -> None:
         """Snapshot the state at ``_seq``, start a new log, drop the old files (lock held)."""
@@ -290,9 +293,10 @@ class FaissIndex(FeatureIndex):
             k = min(k, len(self._rows))
             if k == 0:
                 return [[] for _ in range(len(queries))]
-            params, keep_alive = search_params(self._index, self.spec, k, self._dead)
+            if self._dead and self._tombstones is None:
+                self._tombstones = tombstone_filter(self._dead)
+            params = search_params(self._index, self.spec, k, self._tombstones)
             scores, slots = self._index.search(queries, k, params=params)
-            del keep_alive
             distances = self.to_distance(scores)
             results = []
             for row_d, row_s in zip(distances.tolist(), slots.tolist()):

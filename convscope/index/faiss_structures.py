@@ -70,10 +70,20 @@ def write_faiss(index: faiss.Index, write) -> None:
     faiss.write_index(index, faiss.PyCallbackIOWriter(write))
 
 
+def tombstone_filter(dead: set[int]) -> tuple | None:
+    """(IDSelectorBatch, IDSelectorNot) excluding the ``dead`` slots, or None if there are none.
+    Built once per change of ``dead``, not per search: sorting a large tombstone set per query
+    would cost more than the search."""
+    if not dead:
+        return None
+    batch = faiss.IDSelectorBatch(np.array(sorted(dead), np.int64))
+    return batch, faiss.IDSelectorNot(batch)
+
+
 def search_params(index: faiss.Index, spec: IndexSpec, k: int,
-                  dead: set[int]) -> tuple[faiss.SearchParameters | None, tuple]:
-    """Search parameters (beam, probes, tombstone filter), and the SWIG objects they point to,
-    which the caller keeps alive until the search returns."""
+                  tombstones: tuple | None) -> faiss.SearchParameters | None:
+    """Search parameters (beam, probes, the ``tombstone_filter``); the caller keeps the filter's
+    SWIG objects alive until the search returns."""
     base = inner(index)
     if isinstance(base, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW()
@@ -82,13 +92,10 @@ def search_params(index: faiss.Index, spec: IndexSpec, k: int,
         params = faiss.SearchParametersIVF()
         params.nprobe = min(spec.ivf_nprobe, base.nlist)
     else:
-        return None, ()
-    if not dead:
-        return params, ()
-    batch = faiss.IDSelectorBatch(np.array(sorted(dead), np.int64))
-    selector = faiss.IDSelectorNot(batch)
-    params.sel = selector
-    return params, (batch, selector)
+        return None
+    if tombstones is not None:
+        params.sel = tombstones[1]
+    return params
 
 
 def snapshot_entries(path: Path) -> Iterator[Entry]:
