@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,8 @@ def read_spec_document(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"cannot read spec {path}: {exc}") from exc
 
 
-def load_spec(path: str | Path) -> ModelSpec:
-    """Read and validate a spec file; relative paths resolve against its folder."""
-    return parse_spec(read_spec_document(path), Path(path).parent)
+def load_spec(path: str | Path, weights: Path | None = None) -> ModelSpec:
+    """Read and validate a spec file; relative paths resolve against its folder. ``weights``
+    replaces the spec's weights file (``--weights`` of the archive and index tools)."""
+    spec = parse_spec(read_spec_document(path), Path(path).parent)
+    return spec if weights is None else replace(spec, weights=Path(weights).resolve())

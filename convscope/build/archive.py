@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from ..index import SEED_FILE
@@ -39,9 +38,7 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
             handler: Path = HANDLER, gallery: Path | None = None) -> Path:
     """Write ``<export_path>/<name>.mar``; return its path. ``gallery``: an index snapshot that
     seeds ``<name>-neighbours`` the first time it starts."""
-    spec = load_spec(spec_path)
-    if weights is not None:
-        spec = replace(spec, weights=weights.resolve())
+    spec = load_spec(spec_path, weights)
     model = load_model(spec)
     print(f"{spec.name}: {spec.arch}, feature layer {model.layers.feature.label} "
           f"({model.layers.feature_dim}-dim), CAM layer {model.layers.cam.label} {model.layers.cam_shape}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -132,9 +132,7 @@ def ingest(index: FeatureIndex, model: LoadedModel, items: Sequence[Item], batch
 
 
 def open_for(spec_path: Path, index_dir: Path, weights: Path | None = None) -> tuple[LoadedModel, FeatureIndex]:
-    spec = load_spec(spec_path)
-    if weights is not None:
-        spec = replace(spec, weights=weights.resolve())
+    spec = load_spec(spec_path, weights)
     model = load_model(spec)
     token = os.environ.get(spec.index.token_env) if spec.index.token_env else None
     return model, open_index(spec.index, model.layers.feature_dim, index_dir, spec.name, token=token)

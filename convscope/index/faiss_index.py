@@ -98,8 +98,9 @@ class FaissIndex(FeatureIndex):
         return self
 
     def _install_seed(self, seed: Path) -> None:
-        """Copy a built gallery in as this index's first snapshot (atomically)."""
-        header, _, _ = storage.read_snapshot(seed, lambda read: None)
+        """Copy a built gallery in as this index's first snapshot (atomically); its checksum is
+        checked once, when ``_recover`` loads it."""
+        header = storage.read_header(seed)
         target = storage.snapshot_path(self.directory, int(header["seq"]))
         tmp = target.with_name(target.name + ".tmp")
         shutil.copyfile(seed, tmp)

@@ -132,6 +132,15 @@ class _Bounded:
         return self.handle.read(max(0, min(size, self.end - self.handle.tell())))
 
 
+def read_header(path: Path) -> dict:
+    """A snapshot's header alone (no checksum pass: ``read_snapshot`` checks when it loads)."""
+    with open(path, "rb") as handle:
+        if handle.read(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
+            raise IndexCorrupt(f"{path} is not a ConvScope index snapshot")
+        (head_len,) = struct.unpack("<I", handle.read(4))
+        return json.loads(handle.read(head_len))
+
+
 def read_snapshot(path: Path, read_index: Callable[[Callable[[int], bytes]], Any]) -> tuple[dict, bytes, Any]:
     """(header, rows JSON bytes, index) of a snapshot whose CRC and layout check out."""
     size = path.stat().st_size
