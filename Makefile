@@ -7,15 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java store serve test test-unit archive clean distclean
+.PHONY: setup java store serve test test-unit proto archive clean distclean
 
 setup: $(STAMP) java
 
 # torch==2.14.1 / torchvision==0.29.1 install from this machine's disk (see README).
-$(STAMP): pyproject.toml
+# The client (clients/python) installs first: the gateway uses its convscope.v1 stubs.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[store,test]"
+	$(PY) -m pip install -q -e ./clients/python -e ".[store,test]"
 	touch $@
 
 # TorchServe's frontend is Java: install a headless JRE when none is on the machine.
@@ -31,10 +32,14 @@ serve: setup store
 	$(PY) -m convscope.serving
 
 test: setup store
-	$(PY) -m pytest
+	$(PY) -m pytest tests clients/python/tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit clients/python/tests
+
+# Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
+proto: $(STAMP)
+	$(PY) proto/generate.py
 
 # Archive your own model: make archive SPEC=path/to/spec.toml [WEIGHTS=path/to/weights]
 archive: $(STAMP)

@@ -29,6 +29,11 @@ from .spec import ServingSpec, parse_spec
 
 METRICS_PORT = 8083
 """ConvScope's own Prometheus metrics (histograms with its buckets), next to TorchServe's 8082."""
+DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc_inference": 7070,
+                 "grpc_management": 7071, "convscope_metrics": METRICS_PORT, "gateway_grpc": 50051,
+                 "gateway_http": 8090}
+"""Every listener, all on 127.0.0.1: TorchServe's, ConvScope's metrics, the gRPC gateway
+(convscope.v1, OIP v2, health, reflection) and the gateway's OIP REST."""
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "deploy" / "torchserve" / "config.properties"
@@ -128,8 +133,8 @@ def serve_metrics(port: int, prometheus_dir: Path):
 
 
 def free_ports() -> dict[str, int]:
-    """One free loopback port for each TorchServe listener and for ConvScope's metrics."""
-    names = (*PORT_KEYS, "convscope_metrics")
+    """One free loopback port for each listener (``DEFAULT_PORTS``' names)."""
+    names = tuple(DEFAULT_PORTS)
     sockets = [socket.socket() for _ in names]
     try:
         for s in sockets:
@@ -138,6 +143,49 @@ def free_ports() -> dict[str, int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def gateway_command(run_dir: Path, store: Path, ports: dict[str, int]) -> list[str]:
+    """The gRPC gateway beside TorchServe: it calls TorchServe's inference gRPC and polls the
+    management API (with the key TorchServe writes to ``run_dir/key_file.json``) for readiness."""
+    return [sys.executable, "-m", "convscope_gateway",
+            "--listen", f"127.0.0.1:{ports['gateway_grpc']}",
+            "--http-listen", f"127.0.0.1:{ports['gateway_http']}",
+            "--upstream", f"127.0.0.1:{ports['grpc_inference']}",
+            "--management-url", f"http://127.0.0.1:{ports['management']}",
+            "--key-file", str((run_dir / "key_file.json").resolve()),
+            "--model-store", str(store.resolve())]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop_group(process: subprocess.Popen, waits: tuple[float, float] = (30, 10)) -> None:
+    """SIGTERM ``process``'s group, then SIGKILL what is left; wait until the group is gone."""
+    for sig, wait in zip((signal.SIGTERM, signal.SIGKILL), waits):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=wait)
+            if _group_gone(process.pid, wait):  # the frontend and workers too, not just the launcher
+                return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _group_gone(pid: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @dataclass
@@ -150,13 +198,15 @@ class RunningServer:
     names: list[str]
     keys: dict[str, str] = field(default_factory=dict)
     metrics_server: object = None
+    gateway: subprocess.Popen | None = None
 
     def url(self, listener: str = "inference") -> str:
         """``inference``, ``management``, ``metrics`` (TorchServe's) or ``convscope_metrics``."""
         return f"http://127.0.0.1:{self.ports[listener]}"
 
     def log_tail(self, lines: int = 60) -> str:
-        paths = sorted((self.run_dir / "logs").glob("*.log")) + [self.run_dir / "torchserve.out"]
+        paths = sorted((self.run_dir / "logs").glob("*.log")) + [self.run_dir / "torchserve.out",
+                                                                  self.run_dir / "gateway.out"]
         text = "".join(p.read_text(errors="replace") for p in paths if p.exists())
         return "\n".join(text.splitlines()[-lines:])
 
@@ -169,6 +219,9 @@ class RunningServer:
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError):
             return False
 
+    def _gateway_up(self) -> bool:
+        return self.gateway is None or _listening(self.ports["gateway_grpc"])
+
     def wait_ready(self, timeout: float = 240) -> "RunningServer":
         deadline, key_file = time.monotonic() + timeout, self.run_dir / "key_file.json"
         while time.monotonic() < deadline:
@@ -177,35 +230,20 @@ class RunningServer:
             if key_file.exists() and not self.keys:
                 keys = json.loads(key_file.read_text())
                 self.keys = {kind: keys[kind]["key"] for kind in ("inference", "management", "API")}
-            if self.keys and all(self._ready(name) for name in self.names):
+            if self.gateway is not None and self.gateway.poll() is not None:
+                raise RuntimeError(f"the gateway exited with {self.gateway.returncode}:\n{self.log_tail()}")
+            if self.keys and all(self._ready(name) for name in self.names) and self._gateway_up():
                 return self
             time.sleep(0.5)
         raise RuntimeError(f"TorchServe not ready after {timeout} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """SIGTERM the process group (frontend and workers), then SIGKILL what is left."""
+        """Stop the gateway, then TorchServe's process group (frontend and workers)."""
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(timeout=wait)
-                if self._group_gone(wait):  # the frontend and workers too, not just the launcher
-                    return
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def _group_gone(self, wait: float) -> bool:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                return True
-            time.sleep(0.1)
-        return False
+        if self.gateway is not None:
+            _stop_group(self.gateway, (10, 5))
+        _stop_group(self.process)
 
 
 def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
@@ -220,6 +258,9 @@ def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = RunningServer(process, run_dir, ports, [r.name for r in registrations(store, overrides)])
     try:
+        with open(run_dir / "gateway.out", "wb") as out:
+            server.gateway = subprocess.Popen(gateway_command(run_dir, store, ports), cwd=run_dir, env=env,
+                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         server.metrics_server = serve_metrics(ports["convscope_metrics"], run_dir / "prometheus")
         return server.wait_ready(timeout)
     except BaseException:
@@ -233,34 +274,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=REPO / "var")
     parser.add_argument("--index-root", type=Path, help="feature indexes (default: <run-dir>/index)")
     parser.add_argument("--free-ports", action="store_true",
-                        help="free loopback ports instead of 8080-8083/7070-7071 (printed)")
+                        help="free loopback ports instead of the defaults (8080-8083, 7070-7071, 50051, 8090)")
     args = parser.parse_args(argv)
-    ports = free_ports() if args.free_ports else None
+    ports = free_ports() if args.free_ports else dict(DEFAULT_PORTS)
     command, env = prepare_run_dir(args.run_dir, args.model_store, ports, index_root=args.index_root)
     names = [r.name for r in registrations(args.model_store)]
-    metrics_port = ports["convscope_metrics"] if ports else METRICS_PORT
-    serve_metrics(metrics_port, args.run_dir / "prometheus")
-    rest, grpc, ts_metrics = ((ports["inference"], ports["grpc_inference"], ports["metrics"]) if ports
-                              else (8080, 7070, 8082))
-    print(f"convscope: serving {', '.join(names)}\n  REST http://127.0.0.1:{rest}, gRPC 127.0.0.1:{grpc}, "
-          f"token in {args.run_dir / 'key_file.json'}\n  feature indexes in {env[ROOT_VARIABLE]}\n"
-          f"  metrics: TorchServe http://127.0.0.1:{ts_metrics}/metrics, "
-          f"ConvScope http://127.0.0.1:{metrics_port}/metrics\n  Ctrl-C stops", flush=True)
+    serve_metrics(ports["convscope_metrics"], args.run_dir / "prometheus")
+    url = "http://127.0.0.1:{}".format
+    print(f"convscope: serving {', '.join(names)}\n"
+          f"  REST {url(ports['inference'])}, TorchServe gRPC 127.0.0.1:{ports['grpc_inference']}, "
+          f"token in {args.run_dir / 'key_file.json'}\n"
+          f"  typed gRPC (convscope.v1, OIP v2, health, reflection) 127.0.0.1:{ports['gateway_grpc']}, "
+          f"OIP REST {url(ports['gateway_http'])}/v2\n"
+          f"  feature indexes in {env[ROOT_VARIABLE]}\n"
+          f"  metrics: TorchServe {url(ports['metrics'])}/metrics, ConvScope {url(ports['convscope_metrics'])}/metrics\n"
+          f"  Ctrl-C stops", flush=True)
     # TorchServe's launcher does not pass a SIGTERM on to its Java frontend: run the whole server
     # in its own process group and stop the group (frontend and workers) on SIGTERM, SIGHUP or
     # Ctrl-C, so a supervisor's stop never leaves an orphaned server holding the ports and
-    # the feature indexes' writer locks.
+    # the feature indexes' writer locks. The gateway runs in a group of its own, stopped first.
     process = subprocess.Popen(command, cwd=args.run_dir, env=env, start_new_session=True)
-    server = RunningServer(process, args.run_dir, ports or {}, names)
+    server = RunningServer(process, args.run_dir, ports, names)
+    server.gateway = subprocess.Popen(gateway_command(args.run_dir, args.model_store, ports), cwd=args.run_dir,
+                                      env=env, start_new_session=True)
 
     def stop(number: int, _frame) -> None:
-        print(f"convscope: stopping TorchServe ({signal.Signals(number).name})", flush=True)
+        print(f"convscope: stopping ({signal.Signals(number).name})", flush=True)
         server.stop()
         sys.exit(0)
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
-    sys.exit(process.wait())
+    # Either process ending ends the service: a half-up server (no gateway, or a gateway with
+    # nothing behind it) is worse than a clear exit that a supervisor restarts.
+    while process.poll() is None and server.gateway.poll() is None:
+        time.sleep(0.5)
+    which = "TorchServe" if process.poll() is not None else "the gateway"
+    print(f"convscope: {which} exited; stopping the rest", flush=True)
+    code = process.poll() if process.poll() is not None else server.gateway.poll()
+    server.stop()
+    sys.exit(code or 1)
+
 
 if __name__ == "__main__":
     main()

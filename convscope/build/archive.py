@@ -24,6 +24,8 @@ from ..index import SEED_FILE
 from ..models import load_model
 from ..spec import load_spec, parse_spec, read_spec_document
 
+CARD_FILE = "card.json"
+"""The model card inside every archive (``model_card``)."""
 HANDLER = Path(__file__).resolve().parents[2] / "handlers" / "convscope_handler.py"
 VERSION = "1.0"
 
@@ -32,6 +34,16 @@ def _archive_document(spec_path: Path, weights_name: str) -> dict:
     doc = read_spec_document(spec_path)
     doc["weights"], doc["labels"] = weights_name, "labels.json"
     return doc
+
+
+def model_card(spec, model) -> dict:
+    """What a server outside the worker (the gRPC gateway) needs to describe the model without
+    loading it: names, sizes and endpoints, measured from the loaded model."""
+    return {"name": spec.name, "description": spec.description, "num_classes": spec.num_classes,
+            "feature_dim": model.layers.feature_dim, "feature_layer": model.layers.feature.label,
+            "cam_layer": model.layers.cam.label, "endpoints": list(spec.endpoints),
+            "input_height": spec.input.size[0], "input_width": spec.input.size[1],
+            "input_channels": spec.input.channels}
 
 
 def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
@@ -52,8 +64,9 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         doc = _archive_document(spec_path, weights_file.name)
         (stage / "spec.json").write_text(json.dumps(doc, indent=2))
         parse_spec(doc, stage)  # the archived spec must validate on its own
+        (stage / CARD_FILE).write_text(json.dumps(model_card(spec, model), indent=2))
         (stage / "model-config.yaml").write_text("convscope: {}\n")
-        extra = [stage / "spec.json", stage / "labels.json"]
+        extra = [stage / "spec.json", stage / "labels.json", stage / CARD_FILE]
         if gallery is not None:
             extra.append(stage / SEED_FILE)
             shutil.copyfile(gallery, extra[-1])

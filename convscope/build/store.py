@@ -63,6 +63,8 @@ def build_gallery(spec_path: Path, weights: Path, build: Path) -> Path:
     shutil.copyfile(storage.snapshots(directory)[-1], seed)
     return seed
 
+ARCHIVER = Path(__file__).with_name("archive.py")
+
 
 def _stale(target: Path, *inputs: Path) -> bool:
     return not target.exists() or any(p.stat().st_mtime > target.stat().st_mtime for p in inputs)
@@ -77,7 +79,8 @@ def build_store(store: Path, force: bool = False) -> list[Path]:
             BUILDERS[doc["name"]](spec_path, weights)
         seed = build_gallery(spec_path, weights, weights.parent) if doc["name"] in GALLERIES else None
         mar = store / f"{doc['name']}.mar"
-        if force or _stale(mar, spec_path, weights, HANDLER, *([seed] if seed else [])):
+        # archive.py itself is an input: a change of what an archive holds (card.json) rebuilds it.
+        if force or _stale(mar, spec_path, weights, HANDLER, ARCHIVER, *([seed] if seed else [])):
             archive(spec_path, store, gallery=seed)
         else:
             print(f"{doc['name']}: {mar} is up to date")

@@ -1,40 +1,28 @@
 """TorchServe's own gRPC (``Predictions`` on the inference gRPC port) serves every ConvScope
-endpoint with the same answer as REST. Stubs are generated from ``proto/torchserve`` for the test.
+endpoint with the same answer as REST (stubs: ``make proto`` from ``proto/torchserve``).
 
 TorchServe's gRPC does not carry a handler's per-item HTTP status: a bad item answers OK with
 ConvScope's error document (``{"code": 400, ...}``) as the body. That is TorchServe's behaviour,
-pinned here so a change is noticed; the typed convscope.v1 gateway (issue 6) maps it to codes.
+pinned here so a change is noticed; the typed convscope.v1 gateway maps it to codes.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import grpc
 import pytest
-from grpc_tools import protoc
 
+from convscope_gateway._proto import inference_pb2, inference_pb2_grpc
 from tests.imaging import held_out_digits, photo_bytes
 
 pytestmark = pytest.mark.integration
-PROTO = Path(__file__).resolve().parents[2] / "proto"
 
 
 @pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stubs")
-    include = str(Path(protoc.__file__).parent / "_proto")
-    assert protoc.main(["protoc", f"-I{PROTO}", f"-I{include}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", str(PROTO / "torchserve" / "inference.proto")]) == 0
-    sys.path.insert(0, str(out))
-    try:
-        yield importlib.import_module("torchserve.inference_pb2"), importlib.import_module("torchserve.inference_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
+def stubs():
+    return inference_pb2, inference_pb2_grpc
 
 
 @pytest.fixture(scope="module")
@@ -107,5 +95,5 @@ def test_grpc_needs_the_token_and_a_known_model(grpc_predict):
     with pytest.raises(grpc.RpcError) as unknown:
         grpc_predict("no-such-model", {"data": b"x"})
     # TorchServe answers an unknown model with INTERNAL ("Model not found"), not NOT_FOUND:
-    # pinned here; the convscope.v1 gateway (issue 6) is to answer NOT_FOUND.
+    # pinned here; the convscope.v1 gateway answers NOT_FOUND (test_gateway.py).
     assert unknown.value.code() == grpc.StatusCode.INTERNAL and "Model not found" in unknown.value.details()

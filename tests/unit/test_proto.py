@@ -1,38 +1,41 @@
-"""The protos compile, and the typed API's enums name exactly the engine's methods, outputs and
+"""The committed stubs match the protos, and the typed API's enums name exactly the engine's methods, outputs and
 endpoints, so the gRPC contract cannot drift from what the engine serves."""
 
 from __future__ import annotations
 
-import importlib
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from grpc_tools import protoc
+from convscope_client._proto import convscope_pb2
 
 from convscope.endpoints.neighbours import OPS
 from convscope.explain import CAM, SALIENCY
 from convscope.spec import ENDPOINTS
 
-PROTO = Path(__file__).resolve().parents[2] / "proto"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def v1(tmp_path_factory):
-    out = tmp_path_factory.mktemp("v1")
-    include = str(Path(protoc.__file__).parent / "_proto")
-    # Rooted at proto/convscope: generated as ``v1.convscope_pb2``, since a ``convscope.v1``
-    # module would collide with the engine package (a choice left to `make proto`, issue 6).
-    for root, proto in ((PROTO / "convscope", "v1/convscope.proto"), (PROTO, "torchserve/inference.proto")):
-        assert protoc.main(["protoc", f"-I{root}", f"-I{include}", f"--python_out={out}",
-                            f"--pyi_out={out}", f"--grpc_python_out={out}", str(root / proto)]) == 0, proto
-    sys.path.insert(0, str(out))
-    try:
-        yield importlib.import_module("v1.convscope_pb2")
-    finally:
-        sys.path.remove(str(out))
-        for name in [n for n in sys.modules if n == "v1" or n.startswith("v1.")]:
-            del sys.modules[name]
+def v1():
+    return convscope_pb2
+
+
+def test_committed_stubs_are_what_the_protos_generate():
+    """CI's drift check: `make proto` was run after the last change to proto/."""
+    done = subprocess.run([sys.executable, str(REPO / "proto" / "generate.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generated_modules_import_without_the_engine():
+    """The stubs' imports are relative: no ``convscope.v1`` module that would shadow the engine."""
+    code = ("import sys; from convscope_client._proto import convscope_pb2_grpc; "
+            "from convscope_gateway._proto import inference_pb2_grpc, open_inference_grpc_pb2_grpc; "
+            "assert 'convscope' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def _names(enum, prefix: str) -> set[str]:

@@ -1,0 +1,332 @@
+"""The typed ``convscope.v1.ConvScope`` service: each RPC is one TorchServe ``Predictions`` call.
+
+A request becomes the input map of the registration of its endpoint (the image under ``data``,
+each set parameter under its own name, as text, exactly as the REST multipart form carries it),
+and ConvScope's JSON answer becomes the response message. Only fields the caller set are sent:
+the engine rejects parameters that do not apply to a method, and applies its own defaults.
+Enums are checked here (a value outside the enum is INVALID_ARGUMENT); every other range check
+is the engine's, so REST, TorchServe gRPC and this API accept and refuse exactly the same input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+from convscope_client._proto import convscope_pb2 as pb
+from convscope_client._proto import convscope_pb2_grpc as pb_grpc
+from google.protobuf.message import Message
+
+from .catalog import Catalog, ModelCard
+from .errors import GatewayError, invalid
+from .upstream import Upstream
+
+MAX_TIMEOUT_S = 600.0
+"""An upstream call without a caller deadline waits at most this long (the CAM response timeout)."""
+
+
+def authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value
+    return None
+
+
+def upstream_timeout(context: grpc.aio.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    return MAX_TIMEOUT_S if remaining is None else max(0.0, min(remaining, MAX_TIMEOUT_S))
+
+
+def f32_text(value: float) -> str:
+    """The shortest decimal that reads back as the same float32 (0.15f -> "0.15"), so the engine
+    sees the value the caller wrote, not float32's nearest binary neighbour printed in full."""
+    for digits in range(6, 10):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == value:
+            return text
+    return repr(value)
+
+
+def enum_text(enum, value: int, prefix: str, field: str) -> str | None:
+    """``CAM_METHOD_GRADCAM_PP`` -> ``"gradcam_pp"``; UNSPECIFIED (0) -> None (the default)."""
+    if value == 0:
+        return None
+    try:
+        return enum.Name(value).removeprefix(prefix).lower()
+    except ValueError:
+        names = [n for n in enum.keys() if not n.endswith("UNSPECIFIED")]
+        raise invalid(f"{field} = {value} is not a {enum.DESCRIPTOR.name}: one of {', '.join(names)}") from None
+
+
+def _optional(message: Message, inputs: dict[str, bytes], *names: str) -> None:
+    """Copy each set optional scalar field into ``inputs`` as text."""
+    for name in names:
+        if message.HasField(name):
+            value = getattr(message, name)
+            text = f32_text(value) if isinstance(value, float) else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+            inputs[name] = text.encode()
+
+
+def _image_inputs(image: pb.Image) -> dict[str, bytes]:
+    return {"data": image.data} if image.data else {}
+
+
+def _rendering(rendering: pb.Rendering, inputs: dict[str, bytes]) -> None:
+    outputs = [enum_text(pb.Output, o, "OUTPUT_", "rendering.outputs") or "heatmap" for o in rendering.outputs]
+    if outputs:
+        inputs["output"] = ",".join(dict.fromkeys(outputs)).encode()
+    polarity = enum_text(pb.Polarity, rendering.polarity, "POLARITY_", "rendering.polarity")
+    if polarity:
+        inputs["polarity"] = polarity.encode()
+    _optional(rendering, inputs, "clip_low", "clip_high", "alpha")
+
+
+def _probe(probe: pb.Probe, inputs: dict[str, bytes]) -> None:
+    kind = probe.WhichOneof("kind")
+    if kind == "image":
+        inputs.update(_image_inputs(probe.image))
+    elif kind == "vector":
+        inputs["vector"] = json.dumps(list(probe.vector.values)).encode()
+
+
+# --- requests -> TorchServe inputs ------------------------------------------------------------
+
+def classify_inputs(r: pb.ClassifyRequest) -> dict[str, bytes]:
+    inputs = _image_inputs(r.image)
+    _optional(r, inputs, "top_k")
+    return inputs
+
+
+def features_inputs(r: pb.FeaturesRequest) -> dict[str, bytes]:
+    inputs = _image_inputs(r.image)
+    _optional(r, inputs, "normalize")
+    return inputs
+
+
+def saliency_inputs(r: pb.SaliencyRequest) -> dict[str, bytes]:
+    inputs = _image_inputs(r.image)
+    method = enum_text(pb.SaliencyMethod, r.method, "SALIENCY_METHOD_", "method")
+    inputs["method"] = (method or "gradient").encode()
+    baseline = enum_text(pb.Baseline, r.baseline, "BASELINE_", "baseline")
+    if baseline:
+        inputs["baseline"] = baseline.encode()
+    _optional(r, inputs, "target", "samples", "noise", "seed", "steps", "window", "stride", "fill")
+    _rendering(r.rendering, inputs)
+    return inputs
+
+
+def cam_inputs(r: pb.CamRequest) -> dict[str, bytes]:
+    inputs = _image_inputs(r.image)
+    inputs["method"] = (enum_text(pb.CamMethod, r.method, "CAM_METHOD_", "method") or "gradcam").encode()
+    if r.layer:
+        inputs["layer"] = r.layer.encode()
+    _optional(r, inputs, "target")
+    _rendering(r.rendering, inputs)
+    return inputs
+
+
+def neighbours_inputs(r: pb.NeighboursRequest) -> dict[str, bytes]:
+    inputs: dict[str, bytes] = {}
+    _probe(r.probe, inputs)
+    _optional(r, inputs, "k")
+    return inputs
+
+
+def index_add_inputs(r: pb.IndexAddRequest) -> dict[str, bytes]:
+    inputs = {"op": b"add", "id": r.id.encode()}
+    _probe(r.probe, inputs)
+    _optional(r, inputs, "label")
+    if r.metadata_json:
+        inputs["metadata"] = r.metadata_json.encode()
+    return inputs
+
+
+def index_delete_inputs(r: pb.IndexDeleteRequest) -> dict[str, bytes]:
+    return {"op": b"delete", "id": r.id.encode()}
+
+
+def index_stats_inputs(_r: pb.IndexStatsRequest) -> dict[str, bytes]:
+    return {"op": b"stats"}
+
+
+# --- ConvScope's JSON -> responses ------------------------------------------------------------
+
+def _b64(doc: dict, key: str) -> bytes:
+    return base64.b64decode(doc[key]) if doc.get(key) else b""
+
+
+def explanation(doc: dict) -> pb.Explanation:
+    array = doc.get("array") or {}
+    return pb.Explanation(
+        model=doc["model"], method=doc["method"], target=doc["target"], label=doc["label"], score=doc["score"],
+        map=pb.ExplanationMap(width=doc["width"], height=doc["height"], heatmap_png=_b64(doc, "heatmap"),
+                              overlay_png=_b64(doc, "overlay"), array_f16=_b64(array, "data")))
+
+
+def classify_response(doc: dict) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(model=doc["model"], predictions=[
+        pb.Prediction(class_index=p["class"], label=p["label"], score=p["score"]) for p in doc["predictions"]])
+
+
+def features_response(doc: dict) -> pb.FeaturesResponse:
+    return pb.FeaturesResponse(model=doc["model"], layer=doc["layer"], vector=doc["vector"])
+
+
+def neighbours_response(doc: dict) -> pb.NeighboursResponse:
+    return pb.NeighboursResponse(model=doc["model"], neighbours=[
+        pb.Neighbour(id=n["id"], distance=n["distance"], label=n.get("label"),
+                     metadata_json=json.dumps(n.get("metadata") or {}, separators=(",", ":")))
+        for n in doc["neighbours"]])
+
+
+STATS_FIELDS = ("model", "op", "count", "dim", "metric", "index_type", "backend")
+
+
+def index_stats_response(doc: dict) -> pb.IndexStatsResponse:
+    details = {k: v for k, v in doc.items() if k not in STATS_FIELDS}
+    return pb.IndexStatsResponse(model=doc["model"], count=doc["count"], dim=doc["dim"], metric=doc["metric"],
+                                 index_type=doc["index_type"], backend=doc["backend"],
+                                 details_json=json.dumps(details, separators=(",", ":")))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One unary RPC: the endpoint it calls, and its two converters."""
+
+    endpoint: str
+    inputs: Callable[[Any], dict[str, bytes]]
+    response: Callable[[dict], Message]
+
+
+ROUTES: dict[str, Route] = {
+    "Classify": Route("classify", classify_inputs, classify_response),
+    "Features": Route("features", features_inputs, features_response),
+    "Saliency": Route("saliency", saliency_inputs, lambda d: pb.SaliencyResponse(explanation=explanation(d))),
+    "Cam": Route("cam", cam_inputs, lambda d: pb.CamResponse(explanation=explanation(d))),
+    "Neighbours": Route("neighbours", neighbours_inputs, neighbours_response),
+    "IndexAdd": Route("neighbours", index_add_inputs, lambda d: pb.IndexAddResponse(
+        model=d["model"], id=d["id"], created=d["created"], count=d["count"])),
+    "IndexDelete": Route("neighbours", index_delete_inputs, lambda d: pb.IndexDeleteResponse(
+        model=d["model"], id=d["id"], count=d["count"])),
+    "IndexStats": Route("neighbours", index_stats_inputs, index_stats_response),
+}
+PIPELINE_RPCS = {"classify": "Classify", "features": "Features", "saliency": "Saliency", "cam": "Cam",
+                 "neighbours": "Neighbours"}
+"""Which unary RPC answers each kind of pipeline request (the oneof's field names)."""
+
+
+def model_info(card: ModelCard) -> pb.ModelInfo:
+    return pb.ModelInfo(model=card.name, description=card.description, num_classes=card.num_classes,
+                        feature_dim=card.feature_dim, endpoints=list(card.endpoints),
+                        input_height=card.input_height, input_width=card.input_width)
+
+
+class ConvScopeService(pb_grpc.ConvScopeServicer):
+    """``convscope.v1.ConvScope`` over TorchServe: stateless apart from the catalog."""
+
+    def __init__(self, catalog: Catalog, upstream: Upstream, pipeline_window: int = 16) -> None:
+        self.catalog, self.upstream, self.pipeline_window = catalog, upstream, pipeline_window
+
+    async def answer(self, rpc: str, request: Message, token: str | None, timeout: float) -> Message:
+        """The response of unary ``rpc``, or a ``GatewayError``."""
+        route = ROUTES[rpc]
+        name = self.catalog.registration(request.model, route.endpoint)
+        if not token:
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidToken",
+                               "no token: send metadata 'authorization: Bearer <inference key>' (var/key_file.json)", 401)
+        doc = await self.upstream.predict(name, route.inputs(request), token, timeout)
+        try:
+            return route.response(doc)
+        except (KeyError, TypeError, ValueError) as error:
+            raise GatewayError(grpc.StatusCode.INTERNAL, "UpstreamError",
+                               f"{name} answered an unexpected document ({error!r})") from None
+
+    async def _unary(self, rpc: str, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            return await self.answer(rpc, request, authorization(context), upstream_timeout(context))
+        except GatewayError as error:
+            await error.abort(context)
+
+    async def Classify(self, request, context):
+        return await self._unary("Classify", request, context)
+
+    async def Features(self, request, context):
+        return await self._unary("Features", request, context)
+
+    async def Saliency(self, request, context):
+        return await self._unary("Saliency", request, context)
+
+    async def Cam(self, request, context):
+        return await self._unary("Cam", request, context)
+
+    async def Neighbours(self, request, context):
+        return await self._unary("Neighbours", request, context)
+
+    async def IndexAdd(self, request, context):
+        return await self._unary("IndexAdd", request, context)
+
+    async def IndexDelete(self, request, context):
+        return await self._unary("IndexDelete", request, context)
+
+    async def IndexStats(self, request, context):
+        return await self._unary("IndexStats", request, context)
+
+    async def ListModels(self, request, context):
+        return pb.ListModelsResponse(models=[model_info(c) for _, c in sorted(self.catalog.cards.items())])
+
+    async def ModelMetadata(self, request, context):
+        try:
+            return pb.ModelMetadataResponse(info=model_info(self.catalog.card(request.model)))
+        except GatewayError as error:
+            await error.abort(context)
+
+    async def _pipeline_item(self, item: pb.PipelineRequest, token: str | None, timeout: float) -> pb.PipelineResponse:
+        kind = item.WhichOneof("request")
+        try:
+            if kind is None:
+                raise invalid("a pipeline request needs one of classify, features, saliency, cam, neighbours")
+            answer = await self.answer(PIPELINE_RPCS[kind], getattr(item, kind), token, timeout)
+            return pb.PipelineResponse(key=item.key, **{kind: answer})
+        except GatewayError as error:
+            return pb.PipelineResponse(key=item.key, error=pb.PipelineError(
+                code=error.code.value[0], type=error.type, message=error.message))
+
+    async def Pipeline(self, request_iterator, context):
+        """Requests run concurrently (at most ``pipeline_window`` at once); each answer is sent
+        as it finishes, with its request's key. One failed request answers an error alone."""
+        token, timeout = authorization(context), upstream_timeout(context)
+        window = asyncio.Semaphore(self.pipeline_window)
+        answers: asyncio.Queue = asyncio.Queue(maxsize=self.pipeline_window)
+        tasks: set[asyncio.Task] = set()
+
+        async def one(item: pb.PipelineRequest) -> None:
+            try:
+                await answers.put(await self._pipeline_item(item, token, timeout))
+            finally:
+                window.release()
+
+        async def read() -> None:
+            try:
+                async for item in request_iterator:
+                    await window.acquire()
+                    task = asyncio.create_task(one(item))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.gather(*tasks)
+            finally:
+                await answers.put(None)  # the end, or the reader's failure, which `await reader` raises
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader
+        finally:
+            for task in (reader, *tasks):
+                task.cancel()
