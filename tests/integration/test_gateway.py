@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import struct
 
 import grpc
 import numpy as np
@@ -19,6 +20,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
 from convscope_gateway._proto import inference_pb2, inference_pb2_grpc
+from convscope_gateway._proto import open_inference_grpc_pb2 as oip
+from convscope_gateway._proto import open_inference_grpc_pb2_grpc as oip_grpc
 from tests.imaging import held_out_digits, photo_bytes
 
 pytestmark = pytest.mark.integration
@@ -157,7 +160,7 @@ def _huge_jpeg() -> bytes:
     return out.getvalue()
 
 
-def test_a_4000x3000_jpeg_through_every_transport(server, typed, torchserve_grpc):
+def test_a_4000x3000_jpeg_through_every_transport(server, typed, torchserve_grpc, channels, token):
     image = _huge_jpeg()
     params = {"method": "gradcam", "output": "heatmap,overlay,array"}
     over_rest = _rest(server, "efficientnet_lite0-cam", image, params)
@@ -171,7 +174,15 @@ def test_a_4000x3000_jpeg_through_every_transport(server, typed, torchserve_grpc
     assert (answer.explanation.map.width, answer.explanation.map.height) == (1024, 768)
     assert len(answer.explanation.map.array_f16) == 1024 * 768 * 2
     top = typed("Classify", pb.ClassifyRequest(model="efficientnet_lite0", image=pb.Image(data=image), top_k=1))
-    assert top.predictions[0].class_index == _rest(server, "efficientnet_lite0", image, {"top_k": "1"})["predictions"][0]["class"]
+    over_rest = _rest(server, "efficientnet_lite0", image, {"top_k": "1"})["predictions"][0]["class"]
+    assert top.predictions[0].class_index == over_rest
+    # ... and OIP v2 gRPC, the image as one length-prefixed BYTES element.
+    infer = oip_grpc.GRPCInferenceServiceStub(channels[0]).ModelInfer(oip.ModelInferRequest(
+        model_name="efficientnet_lite0", parameters={"top_k": oip.InferParameter(int64_param=1)},
+        inputs=[oip.ModelInferRequest.InferInputTensor(name="image", datatype="BYTES", shape=[1])],
+        raw_input_contents=[struct.pack("<I", len(image)) + image]), metadata=token, timeout=300)
+    classes = dict(zip([o.name for o in infer.outputs], infer.raw_output_contents))["classes"]
+    assert struct.unpack("<q", classes) == (over_rest,)
 
 
 def test_an_over_limit_request_is_resource_exhausted(server, typed):
