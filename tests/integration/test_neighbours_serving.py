@@ -173,13 +173,13 @@ def test_sigterm_to_convscope_serve_stops_the_whole_server(digits_only, tmp_path
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while len(_processes_mentioning(str(run_dir))) < 8:  # convscope-serve, launcher, java, 5 workers
+        while len(_processes_mentioning(str(run_dir))) < 9:  # convscope-serve, gateway, launcher, java, 5 workers
             assert time.monotonic() < deadline and serve.poll() is None, "the server did not come up"
             time.sleep(0.5)
         time.sleep(3)  # let the workers load
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=90) == 0
-        assert "stopping TorchServe (SIGTERM)" in serve.stdout.read()
+        assert "stopping (SIGTERM)" in serve.stdout.read()
         assert _processes_mentioning(str(run_dir)) == []
     finally:
         if serve.poll() is None:  # a failed assertion above: stop the whole server, not just its parent
