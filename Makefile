@@ -32,7 +32,7 @@ serve: setup store
 	$(PY) -m convscope.serving
 
 test: setup store
-	$(PY) -m pytest tests clients/python/tests
+	$(PY) -m pytest
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit clients/python/tests

@@ -68,7 +68,7 @@ def invalid(message: str) -> GatewayError:
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "BadRequest", message, 400)
 
 
-def not_found(message: str, type_: str = "ModelNotFound") -> GatewayError:
+def not_found(message: str, type_: str = "ModelNotFoundException") -> GatewayError:
     return GatewayError(grpc.StatusCode.NOT_FOUND, type_, message, 404)
 
 

@@ -238,7 +238,7 @@ class ConvScopeService(pb_grpc.ConvScopeServicer):
         route = ROUTES[rpc]
         name = self.catalog.registration(request.model, route.endpoint)
         if not token:
-            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidToken",
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException",
                                "no token: send metadata 'authorization: Bearer <inference key>' (var/key_file.json)", 401)
         doc = await self.upstream.predict(name, route.inputs(request), token, timeout)
         try:

@@ -199,16 +199,16 @@ def _trailing(error: grpc.RpcError) -> dict[str, str]:
 
 @pytest.mark.parametrize("call, code, error_type", [
     (lambda t: t("Classify", pb.ClassifyRequest(model="no-such-model", image=pb.Image(data=b"x"))),
-     grpc.StatusCode.NOT_FOUND, "ModelNotFound"),
+     grpc.StatusCode.NOT_FOUND, "ModelNotFoundException"),
     (lambda t: t("Saliency", pb.SaliencyRequest(model="digits", image=pb.Image(data=_digit()), method=99)),
      grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
     (lambda t: t("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=b"not an image"))),
      grpc.StatusCode.INVALID_ARGUMENT, "InvalidImage"),
     (lambda t: t("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=_digit())), metadata=()),
-     grpc.StatusCode.UNAUTHENTICATED, "InvalidToken"),
+     grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException"),
     (lambda t: t("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=_digit())),
                  metadata=(("authorization", "Bearer wrong"),)),
-     grpc.StatusCode.UNAUTHENTICATED, "InvalidToken"),
+     grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException"),
     (lambda t: t("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=_digit()), top_k=0)),
      grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
 ], ids=["unknown-model", "bad-enum", "bad-image", "no-token", "wrong-token", "top_k-0"])

@@ -235,7 +235,7 @@ class FakeUpstream:
         image = inputs["data"]
         await asyncio.sleep(0.01 * (3 - len(self.calls) % 3))  # answers out of order
         if authorization is None:
-            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidToken", "missing token", 401)
+            raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException", "missing token", 401)
         if image.startswith(b"bad"):
             raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "InvalidImage", "not an image", 400)
         seed = len(image)

@@ -1,0 +1,5 @@
+"""``python -m convscope_client``: the ``convscope-client`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
