@@ -253,30 +253,6 @@ class ConvScopeService(pb_grpc.ConvScopeServicer):
         except GatewayError as error:
             await error.abort(context)
 
-    async def Classify(self, request, context):
-        return await self._unary("Classify", request, context)
-
-    async def Features(self, request, context):
-        return await self._unary("Features", request, context)
-
-    async def Saliency(self, request, context):
-        return await self._unary("Saliency", request, context)
-
-    async def Cam(self, request, context):
-        return await self._unary("Cam", request, context)
-
-    async def Neighbours(self, request, context):
-        return await self._unary("Neighbours", request, context)
-
-    async def IndexAdd(self, request, context):
-        return await self._unary("IndexAdd", request, context)
-
-    async def IndexDelete(self, request, context):
-        return await self._unary("IndexDelete", request, context)
-
-    async def IndexStats(self, request, context):
-        return await self._unary("IndexStats", request, context)
-
     async def ListModels(self, request, context):
         return pb.ListModelsResponse(models=[model_info(c) for _, c in sorted(self.catalog.cards.items())])
 
@@ -330,3 +306,16 @@ class ConvScopeService(pb_grpc.ConvScopeServicer):
         finally:
             for task in (reader, *tasks):
                 task.cancel()
+
+
+def _unary_rpc(rpc: str):
+    async def call(self: ConvScopeService, request: Message, context: grpc.aio.ServicerContext) -> Message:
+        return await self._unary(rpc, request, context)
+
+    call.__name__ = call.__qualname__ = rpc
+    call.__doc__ = f"``{rpc}``: one call to the ``{ROUTES[rpc].endpoint}`` registration of ``request.model``."
+    return call
+
+
+for _rpc in ROUTES:  # Classify, Features, Saliency, Cam, Neighbours, IndexAdd, IndexDelete, IndexStats
+    setattr(ConvScopeService, _rpc, _unary_rpc(_rpc))
