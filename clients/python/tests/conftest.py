@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pathlib import Path
+
 import pytest
 from client_fakes import FakeGrpc, FakeRest
 
@@ -64,7 +66,9 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own token in the environment must not leak into the tests."""
+def _no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's own token in the environment, or the repository's var/key_file.json (the
+    client reads it from the working directory), must not leak into the tests."""
     monkeypatch.delenv("CONVSCOPE_TOKEN", raising=False)
     monkeypatch.delenv("CONVSCOPE_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)

@@ -129,3 +129,16 @@ def test_errors_go_to_stderr_with_an_exit_code(target, seven, capsys, answer, co
                    "classify", "digits", str(seven)])
     out, err = capsys.readouterr()
     assert result == code and err.startswith(line) and out == ""
+
+
+def test_the_key_file_of_make_serve_is_found_from_the_repository_root(tmp_path, monkeypatch):
+    from convscope_client.client import resolve_token
+
+    monkeypatch.delenv("CONVSCOPE_TOKEN", raising=False)
+    monkeypatch.delenv("CONVSCOPE_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_token() is None
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "key_file.json").write_text('{"inference": {"key": "k-from-var"}}')
+    assert resolve_token() == "k-from-var"
+    assert resolve_token("given") == "given"

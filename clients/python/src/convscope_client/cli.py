@@ -5,8 +5,8 @@
         --output heatmap,overlay --out-dir maps
     convscope-client --json neighbours digits seven.png -k 5
 
-The token comes from --token, else $CONVSCOPE_TOKEN, else $CONVSCOPE_KEY_FILE (TorchServe's
-key_file.json). Errors go to stderr as ``error: <type> (<status>): <message>``; the exit status
+The token comes from --token, else $CONVSCOPE_TOKEN, else the key file $CONVSCOPE_KEY_FILE,
+else ./var/key_file.json (TorchServe's key_file.json). Errors go to stderr as ``error: <type> (<status>): <message>``; the exit status
 is 2 for bad input (a bad image or parameter, an unknown model or id), 1 for anything else.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from . import _calls
 from ._output import Record, as_json, as_text
 from ._proto import convscope_pb2 as pb
-from .client import DEFAULT_URLS, Client
-from .errors import ConvScopeError, InvalidArgument, NotFound
+from .client import DEFAULT_URLS, Client, resolve_token
+from .errors import ConvScopeError, InvalidArgument, NotFound, Unauthenticated
 
 Handler = Callable[[Client, argparse.Namespace], Iterator[Record]]
 _RENDERING = ("outputs", "polarity", "clip_low", "clip_high", "alpha")
@@ -145,6 +145,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _token_found(token: str | None) -> bool:
+    try:
+        return resolve_token(token) is not None
+    except ConvScopeError:  # a key file that cannot be read: its own error was printed
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     show = as_json if args.json else as_text
@@ -154,5 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(show(record), flush=True)
     except ConvScopeError as error:
         print(f"error: {error.type} ({error.status}): {error.message}", file=sys.stderr)
+        if isinstance(error, Unauthenticated) and not _token_found(args.token):
+            print("hint: no token was sent: pass --token, or set $CONVSCOPE_TOKEN or $CONVSCOPE_KEY_FILE "
+                  "(the var/key_file.json that `make serve` writes)", file=sys.stderr)
         return 2 if isinstance(error, (InvalidArgument, NotFound)) else 1
     return 0

@@ -39,16 +39,19 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URLS = {"rest": "http://127.0.0.1:8080", "grpc": "127.0.0.1:50051"}
 TOKEN_ENV, KEY_FILE_ENV = "CONVSCOPE_TOKEN", "CONVSCOPE_KEY_FILE"
+DEFAULT_KEY_FILE = "var/key_file.json"
 
 
 def resolve_token(token: str | None = None) -> str | None:
     """The inference token: ``token``, else ``$CONVSCOPE_TOKEN``, else ``inference.key`` of the
-    key file named by ``$CONVSCOPE_KEY_FILE`` (TorchServe's ``key_file.json``), else None."""
+    key file named by ``$CONVSCOPE_KEY_FILE`` (TorchServe's ``key_file.json``), else of
+    ``var/key_file.json`` in the working directory (what ``make serve`` writes, for a client run
+    from the repository), else None."""
     if token:
         return token
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
-    path = os.environ.get(KEY_FILE_ENV)
+    path = os.environ.get(KEY_FILE_ENV) or (DEFAULT_KEY_FILE if Path(DEFAULT_KEY_FILE).is_file() else None)
     if not path:
         return None
     try:
