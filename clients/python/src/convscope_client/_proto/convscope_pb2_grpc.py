@@ -95,61 +95,71 @@ class ConvScopeServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Classify(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Top-k classes of an image (TorchServe registration <m>).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Features(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The penultimate-layer embedding (<m>-features).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Saliency(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A pixel saliency map: gradient, SmoothGrad, guided backprop, IG, input x gradient, occlusion (<m>-saliency).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Cam(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A class activation map: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM (<m>-cam).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Neighbours(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The k nearest entries of the model's feature index (<m>-neighbours).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IndexAdd(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Add or replace one entry; answered once durable.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IndexDelete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Delete one entry; answered once durable.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IndexStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Count, dim, metric, index type and backend of the feature index.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every model the server holds (no token needed).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelMetadata(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One model's card (no token needed).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
