@@ -17,6 +17,25 @@ from prometheus_client.multiprocess import MultiProcessCollector
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0, 60.0, 120.0)
 """Seconds, ~1 ms to 120 s: classification sits at the low end, Score-CAM at the high end."""
+BUCKETS_VARIABLE = "CONVSCOPE_EXPLANATION_BUCKETS"
+
+
+def parse_buckets(text: str | None, default: tuple[float, ...] = LATENCY_BUCKETS) -> tuple[float, ...]:
+    """``"0.01,0.1,1,10"`` -> increasing positive upper bounds in seconds (``+Inf`` is implied).
+    Set by ``convscope-serve --explanation-buckets`` for the workers before they start, and read
+    once, when this module is imported: a histogram's buckets cannot change while it lives."""
+    if not text:
+        return default
+    try:
+        bounds = tuple(float(b) for b in text.split(","))
+    except ValueError:
+        raise ValueError(f"{BUCKETS_VARIABLE}={text!r}: a comma-separated list of seconds") from None
+    if not bounds or any(b <= 0 for b in bounds) or list(bounds) != sorted(set(bounds)):
+        raise ValueError(f"{BUCKETS_VARIABLE}={text!r}: bounds must be positive and increasing")
+    return bounds
+
+
+EXPLANATION_BUCKETS = parse_buckets(os.environ.get(BUCKETS_VARIABLE))
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -32,8 +51,8 @@ PREPROCESS_DURATION = Histogram(
 
 EXPLANATION_DURATION = Histogram(
     "convscope_explanation_duration_seconds",
-    "Duration of one explanation (saliency or CAM) by method.",
-    ["model", "method"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+    "Duration of one explanation (saliency or CAM) by method (buckets: --explanation-buckets).",
+    ["model", "method"], buckets=EXPLANATION_BUCKETS, registry=REGISTRY)
 
 BATCH_SIZE = Histogram(
     "convscope_batch_size",
@@ -55,6 +74,35 @@ INDEX_ENTRIES = Gauge(
     "convscope_index_entries",
     "Entries in the model's feature index, as its (single) writer last saw them.",
     ["model"], multiprocess_mode="livemostrecent", registry=REGISTRY)
+
+
+INDEX_WRITES = Counter(
+    "convscope_index_writes_total",
+    "Entries written to the feature index by op (add, delete) and outcome: ok, rejected (the "
+    "client's error: unknown id, bad vector) or failed (the index could not take it).",
+    ["model", "op", "outcome"], registry=REGISTRY)
+
+WORKER_STARTS = Counter(
+    "convscope_worker_starts_total",
+    "Workers that loaded their model, by endpoint; an increase after start-up is a restart.",
+    ["model", "endpoint"], registry=REGISTRY)
+
+GPU_MEMORY = Gauge(
+    "convscope_gpu_memory_bytes",
+    "GPU memory held by the workers on each device (torch's allocated and reserved), summed over "
+    "the live worker processes; absent without a GPU.",
+    ["device", "kind"], multiprocess_mode="livesum", registry=REGISTRY)
+
+
+def observe_gpu_memory(device) -> None:
+    """Record ``device``'s memory after a batch (a no-op on the CPU)."""
+    if device.type != "cuda":
+        return
+    import torch
+
+    name = f"cuda:{device.index or 0}"
+    GPU_MEMORY.labels(name, "allocated").set(torch.cuda.memory_allocated(device))
+    GPU_MEMORY.labels(name, "reserved").set(torch.cuda.memory_reserved(device))
 
 
 def render() -> bytes:

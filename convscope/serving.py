@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .endpoints import SUFFIXES
 from .index import ROOT_VARIABLE
+from .metrics import BUCKETS_VARIABLE, parse_buckets
 from .spec import ServingSpec, parse_spec
 
 METRICS_PORT = 8083
@@ -275,9 +276,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index-root", type=Path, help="feature indexes (default: <run-dir>/index)")
     parser.add_argument("--free-ports", action="store_true",
                         help="free loopback ports instead of the defaults (8080-8083, 7070-7071, 50051, 8090)")
+    parser.add_argument("--explanation-buckets", type=parse_buckets, metavar="S,S,...",
+                        help="upper bounds (seconds) of the explanation-duration histogram "
+                             "(default: 0.001 .. 120)")
     args = parser.parse_args(argv)
     ports = free_ports() if args.free_ports else dict(DEFAULT_PORTS)
     command, env = prepare_run_dir(args.run_dir, args.model_store, ports, index_root=args.index_root)
+    if args.explanation_buckets:  # read by every worker when it imports convscope.metrics
+        env[BUCKETS_VARIABLE] = ",".join(f"{b:g}" for b in args.explanation_buckets)
     names = [r.name for r in registrations(args.model_store)]
     serve_metrics(ports["convscope_metrics"], args.run_dir / "prometheus")
     url = "http://127.0.0.1:{}".format

@@ -1,5 +1,6 @@
 """``convscope-gateway``: serve ``convscope.v1`` and OIP v2 over gRPC (50051), OIP v2 over REST
-(8090), gRPC health checking and server reflection, in front of TorchServe's inference gRPC.
+(8090, with the gateway's Prometheus metrics at ``/metrics``), gRPC health checking and server
+reflection, in front of TorchServe's inference gRPC.
 
 Health (``grpc.health.v1.Health``): service ``""`` is SERVING when every model is ready;
 ``convscope.v1.ConvScope`` and ``inference.GRPCInferenceService`` likewise; each backbone ``<m>``
@@ -24,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from . import oip
+from . import metrics, oip
 from .catalog import Catalog, ReadinessPoller
 from .typed import ConvScopeService
 from .upstream import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Upstream, channel_options
@@ -62,7 +63,8 @@ class Gateway:
         self.catalog = Catalog.from_store(config.model_store)
         self.upstream = Upstream(config.upstream, config.max_request_bytes, config.max_response_bytes)
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server(options=channel_options(config.max_response_bytes, config.max_request_bytes))
+        self.server = grpc.aio.server(options=channel_options(config.max_response_bytes, config.max_request_bytes),
+                                      interceptors=[metrics.MetricsInterceptor()])
         self.runner: web.AppRunner | None = None
         self.poller_task: asyncio.Task | None = None
 
@@ -78,6 +80,9 @@ class Gateway:
         for name in catalog.registrations:
             if name not in catalog.cards:  # `<m>` itself is the backbone's status above
                 await self.health.set(name, status(catalog.ready.get(name, False)))
+        for card in catalog.cards.values():
+            for endpoint in card.endpoints:
+                metrics.set_ready(card.name, endpoint, catalog.ready.get(card.registration(endpoint), False))
 
     async def start(self) -> None:
         convscope_pb2_grpc.add_ConvScopeServicer_to_server(ConvScopeService(self.catalog, self.upstream), self.server)
@@ -90,8 +95,9 @@ class Gateway:
         if not self.server.add_insecure_port(self.config.listen):
             raise SystemExit(f"convscope-gateway: cannot listen on {self.config.listen}")
         await self.server.start()
-        app = web.Application(client_max_size=self.config.max_request_bytes)
+        app = web.Application(client_max_size=self.config.max_request_bytes, middlewares=[metrics.rest_middleware])
         app.add_routes(oip.rest_routes(self.catalog, self.upstream))
+        app.router.add_get("/metrics", metrics.serve_metrics)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         host, port = _host_port(self.config.http_listen)

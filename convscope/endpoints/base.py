@@ -47,6 +47,7 @@ class Endpoint(ABC):
         self.model = model
         self.config = config
         self.params = self.declare_params()
+        metrics.WORKER_STARTS.labels(model.spec.name, self.name).inc()
 
     def declare_params(self) -> tuple[Param, ...]:
         return ()
@@ -108,6 +109,7 @@ class Endpoint(ABC):
     def _observe(self, outcomes: list[Outcome], seconds: float) -> None:
         model, name = self.model.spec.name, self.name
         metrics.BATCH_SIZE.labels(model, name).observe(len(outcomes))
+        metrics.observe_gpu_memory(self.model.device)
         for outcome in outcomes:
             metrics.REQUEST_DURATION.labels(model, name).observe(seconds)
             if isinstance(outcome, ServiceError):

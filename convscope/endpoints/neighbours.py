@@ -66,6 +66,12 @@ class NeighboursEndpoint(Endpoint):
             if op in ("add", "delete"):
                 metrics.INDEX_ENTRIES.labels(name).set(self.index.count())
 
+    def _count_writes(self, op: str, items: int, error: ServiceError | None) -> None:
+        """``ok``; ``rejected``: the client's error (an unknown id, a bad vector); ``failed``: the
+        index could not take the write (disk full, Milvus down, corruption): what operators page on."""
+        outcome = "ok" if error is None else "rejected" if error.status < 500 else "failed"
+        metrics.INDEX_WRITES.labels(self.model.spec.name, op, outcome).inc(items)
+
     def declare_params(self) -> tuple[Param, ...]:
         cap = self.config.max_neighbours
         return (Param("op", str, "search", choices=OPS), Param("k", int, min(10, cap), 1, cap, cap="max_neighbours"),
@@ -126,6 +132,7 @@ class NeighboursEndpoint(Endpoint):
             return
         with self._timed("add"):
             created = self._guard(self.index.add, [entry for _, entry in adds])
+        self._count_writes("add", len(adds), created if isinstance(created, ServiceError) else None)
         count = self.index.count()
         for j, (i, entry) in enumerate(adds):
             outcomes[i] = created if isinstance(created, ServiceError) else \
@@ -139,7 +146,12 @@ class NeighboursEndpoint(Endpoint):
                 return NeighboursResult(name, tuple(self.index.search(vector[None, :], request.k)[0]))
         if request.op == "delete":
             with self._timed("delete"):
-                self.index.delete([request.id])
+                try:
+                    self.index.delete([request.id])
+                except ServiceError as error:
+                    self._count_writes("delete", 1, error)
+                    raise
+            self._count_writes("delete", 1, None)
             return IndexWriteResult(name, "delete", request.id, self.index.count())
         if request.op == "stats":
             with self._timed("stats"):

@@ -280,3 +280,38 @@ def test_reflection_lists_and_describes_the_services(channels):
     files = [descriptor_pb2.FileDescriptorProto.FromString(b) for b in found.file_descriptor_response.file_descriptor_proto]
     service = next(s for f in files if f.package == "convscope.v1" for s in f.service if s.name == "ConvScope")
     assert {"Classify", "Saliency", "Cam", "Neighbours", "Pipeline"} <= {m.name for m in service.method}
+
+
+def _gateway_metrics(server) -> dict[tuple[str, tuple], float]:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{server.running.ports['gateway_http']}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_gateway_counts_calls_by_status_and_reports_readiness(server, typed):
+    import time
+
+    def count(method: str, code: str) -> float:
+        key = ("convscope_gateway_requests_total",
+               (("code", code), ("method", method), ("service", "convscope.v1.ConvScope")))
+        return _gateway_metrics(server).get(key, 0.0)
+
+    ok, missing = count("Classify", "OK"), count("Classify", "NOT_FOUND")
+    typed("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=_digit())))
+    with pytest.raises(grpc.RpcError):
+        typed("Classify", pb.ClassifyRequest(model="nope", image=pb.Image(data=_digit())))
+    assert (count("Classify", "OK"), count("Classify", "NOT_FOUND")) == (ok + 1, missing + 1)
+    deadline = time.monotonic() + 30
+    while True:
+        samples = _gateway_metrics(server)
+        ready = {dict(labels)["endpoint"]: v for (name, labels), v in samples.items()
+                 if name == "convscope_registration_ready" and dict(labels)["model"] == "digits"}
+        if set(ready.values()) == {1.0} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ready == {e: 1.0 for e in ("classify", "features", "saliency", "cam", "neighbours")}
+    assert any(name == "convscope_gateway_request_duration_seconds_count" and dict(labels)["method"] == "Classify"
+               for name, labels in samples)
