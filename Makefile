@@ -7,9 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java store serve test test-unit proto archive clean distclean
+.PHONY: setup java prometheus store serve test test-unit proto archive clean distclean
 
-setup: $(STAMP) java
+setup: $(STAMP) java prometheus
 
 # torch==2.14.1 / torchvision==0.29.1 install from this machine's disk (see README).
 # The client (clients/python) installs first: the gateway uses its convscope.v1 stubs.
@@ -24,6 +24,15 @@ java:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "installing openjdk-17-jre-headless (TorchServe's frontend needs Java)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+# Prometheus and promtool (Debian's package) for the monitoring tests: the scrape config, the
+# alert rules and their unit tests are checked with promtool, and a real Prometheus scrapes a
+# test server. policy-rc.d keeps the package from starting its own daemon on :9090.
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (promtool checks deploy/prometheus; the tests run a real one)"; \
+	  apt-get update -qq && { [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }; } && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 store: $(STAMP)
 	$(PY) -m convscope.build.store
