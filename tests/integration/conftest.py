@@ -12,8 +12,10 @@ from convscope.serving import RunningServer, start
 from convscope.spec import ServingSpec
 
 # Batching made certain for the batch tests: these wait up to 300 ms to fill a batch of 8.
+# digits-features runs two workers, so metrics are seen aggregated across worker processes.
 OVERRIDES = {"digits": ServingSpec(batch_size=8, max_batch_delay_ms=300),
-             "digits-cam": ServingSpec(batch_size=8, max_batch_delay_ms=300, response_timeout_s=600)}
+             "digits-cam": ServingSpec(batch_size=8, max_batch_delay_ms=300, response_timeout_s=600),
+             "digits-features": ServingSpec(batch_size=16, max_batch_delay_ms=5, workers=2)}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from PIL import Image
 
 from convscope.envelope import Payload
 from convscope.explain import CAM, SALIENCY
-from tests.imaging import photo_bytes, rendered_digits
+from tests.imaging import held_out_digits, photo_bytes, rendered_digits
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +107,31 @@ def test_the_explanation_histogram_is_on_the_metrics_endpoint(server):
     assert 'convscope_explanation_duration_seconds_bucket{le="0.001",method="gradcam",model="digits"}' in text
     assert 'convscope_explanation_duration_seconds_bucket{le="120.0",method="gradcam",model="digits"}' in text
     assert "convscope_request_duration_seconds_count" in text
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_metrics_add_up_across_worker_processes(server):
+    """digits-features runs two worker processes: their counts are summed, none lost or doubled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert len([w for w in server.workers("digits-features") if w["status"] == "READY"]) == 2
+    before = requests.get(server.metrics_url, timeout=10).text
+    digits = [png for _, png in held_out_digits(2)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda png: server.predict("digits-features", files={"data": png}), digits * 2))
+    assert all(a.status_code == 200 for a in answers)
+    after = requests.get(server.metrics_url, timeout=10).text
+    name = "convscope_request_duration_seconds_count"
+    assert _sample(after, name, model="digits", endpoint="features") - \
+        _sample(before, name, model="digits", endpoint="features") == len(answers)
+    # Both processes' start counters survive in the shared files (a restart would add to them).
+    assert _sample(after, "convscope_worker_starts_total", model="digits", endpoint="features") >= 2
