@@ -43,7 +43,7 @@ serve: setup store
 test: setup store
 	$(PY) -m pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) prometheus
 	$(PY) -m pytest tests/unit clients/python/tests
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
