@@ -39,11 +39,23 @@ DEFAULT_PORTS = {"inference": 8080, "management": 8081, "metrics": 8082, "grpc_i
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "deploy" / "torchserve" / "config.properties"
 LOG_CONFIG = REPO / "deploy" / "torchserve" / "log4j2.xml"
-PORT_KEYS = {"inference": ("inference_address", "http://127.0.0.1:{}"),
-             "management": ("management_address", "http://127.0.0.1:{}"),
-             "metrics": ("metrics_address", "http://127.0.0.1:{}"),
-             "grpc_inference": ("grpc_inference_port", "{}"),
-             "grpc_management": ("grpc_management_port", "{}")}
+PORT_KEYS = {"inference": ("inference_address", "http://127.0.0.1:{port}"),
+             "management": ("management_address", "http://127.0.0.1:{port}"),
+             "metrics": ("metrics_address", "http://{metrics_host}:{port}"),
+             "grpc_inference": ("grpc_inference_port", "{port}"),
+             "grpc_management": ("grpc_management_port", "{port}")}
+"""TorchServe's listeners: all on loopback but the metrics port, which Prometheus may need to
+reach from outside the host or pod (``--metrics-host``; a NetworkPolicy says who)."""
+LOOPBACK = "127.0.0.1"
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL or ``host:port``: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def listen_address(host: str, port: int) -> str:
+    return f"{url_host(host)}:{port}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,8 @@ def registrations(store: Path, overrides: dict[str, ServingSpec] | None = None) 
 
 
 def render_config(store: Path, ports: dict[str, int] | None = None,
-                  overrides: dict[str, ServingSpec] | None = None, base: Path = BASE_CONFIG) -> str:
+                  overrides: dict[str, ServingSpec] | None = None, base: Path = BASE_CONFIG,
+                  metrics_host: str = LOOPBACK) -> str:
     """The effective config.properties: the hardened base, the store and its registrations."""
     regs = registrations(store, overrides)
     if not regs:
@@ -88,18 +101,18 @@ def render_config(store: Path, ports: dict[str, int] | None = None,
         if key not in PORT_KEYS:
             continue
         name, pattern = PORT_KEYS[key]
-        overrides[name] = pattern.format(port)
+        overrides[name] = pattern.format(port=port, metrics_host=url_host(metrics_host))
     kept = [line for line in lines if line.split("=", 1)[0].strip() not in overrides]
     return "\n".join(kept + [f"{k}={v}" for k, v in overrides.items()]) + "\n"
 
 
 def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = None,
                     overrides: dict[str, ServingSpec] | None = None,
-                    index_root: Path | None = None) -> tuple[list[str], dict]:
+                    index_root: Path | None = None, metrics_host: str = LOOPBACK) -> tuple[list[str], dict]:
     """Write ``config.properties`` into ``run_dir``; return (torchserve command, environment).
     Feature indexes live in ``index_root`` (default ``<run_dir>/index``), one folder per model."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.properties").write_text(render_config(store, ports, overrides))
+    (run_dir / "config.properties").write_text(render_config(store, ports, overrides, metrics_host=metrics_host))
     # TorchServe writes new tokens at every start: a key file left by the last run is stale.
     (run_dir / "key_file.json").unlink(missing_ok=True)
     prometheus_dir = run_dir / "prometheus"
@@ -122,14 +135,14 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
     return command, env
 
 
-def serve_metrics(port: int, prometheus_dir: Path):
-    """Serve the workers' shared metrics as Prometheus text on 127.0.0.1:``port`` (a thread)."""
+def serve_metrics(port: int, prometheus_dir: Path, host: str = LOOPBACK):
+    """Serve the workers' shared metrics as Prometheus text on ``host:port`` (a thread)."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(prometheus_dir))
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
 
 
@@ -146,16 +159,30 @@ def free_ports() -> dict[str, int]:
             s.close()
 
 
-def gateway_command(run_dir: Path, store: Path, ports: dict[str, int]) -> list[str]:
-    """The gRPC gateway beside TorchServe: it calls TorchServe's inference gRPC and polls the
-    management API (with the key TorchServe writes to ``run_dir/key_file.json``) for readiness."""
-    return [sys.executable, "-m", "convscope_gateway",
-            "--listen", f"127.0.0.1:{ports['gateway_grpc']}",
-            "--http-listen", f"127.0.0.1:{ports['gateway_http']}",
-            "--upstream", f"127.0.0.1:{ports['grpc_inference']}",
-            "--management-url", f"http://127.0.0.1:{ports['management']}",
-            "--key-file", str((run_dir / "key_file.json").resolve()),
-            "--model-store", str(store.resolve())]
+def gateway_command(run_dir: Path, store: Path, ports: dict[str, int], host: str = LOOPBACK,
+                    edge_key_file: Path | None = None) -> list[str]:
+    """The gRPC gateway beside TorchServe, listening on ``host``: it calls TorchServe's inference
+    gRPC and polls the management API (with the key TorchServe writes to
+    ``run_dir/key_file.json``) for readiness. With ``edge_key_file``, edge mode: callers present
+    that shared key, and TorchServe's REST is proxied too (convscope_gateway/edge.py)."""
+    command = [sys.executable, "-m", "convscope_gateway",
+               "--listen", listen_address(host, ports["gateway_grpc"]),
+               "--http-listen", listen_address(host, ports["gateway_http"]),
+               "--upstream", f"127.0.0.1:{ports['grpc_inference']}",
+               "--management-url", f"http://127.0.0.1:{ports['management']}",
+               "--key-file", str((run_dir / "key_file.json").resolve()),
+               "--model-store", str(store.resolve())]
+    if edge_key_file is not None:
+        # absolute(), not resolve(): a mounted Secret is a symlink that an update re-points.
+        command += ["--edge-key-file", str(edge_key_file.absolute()),
+                    "--inference-url", f"http://127.0.0.1:{ports['inference']}"]
+    return command
+
+
+def gateway_env(env: dict) -> dict:
+    """The gateway is one process with its own metrics (8090): it must not write them into the
+    workers' multiprocess folder, which 8083 serves (they would show there twice)."""
+    return {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def _listening(port: int) -> bool:
@@ -260,7 +287,7 @@ def start(store: Path, run_dir: Path, ports: dict[str, int] | None = None,
     server = RunningServer(process, run_dir, ports, [r.name for r in registrations(store, overrides)])
     try:
         with open(run_dir / "gateway.out", "wb") as out:
-            server.gateway = subprocess.Popen(gateway_command(run_dir, store, ports), cwd=run_dir, env=env,
+            server.gateway = subprocess.Popen(gateway_command(run_dir, store, ports), cwd=run_dir, env=gateway_env(env),
                                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         server.metrics_server = serve_metrics(ports["convscope_metrics"], run_dir / "prometheus")
         return server.wait_ready(timeout)
@@ -279,21 +306,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explanation-buckets", type=parse_buckets, metavar="S,S,...",
                         help="upper bounds (seconds) of the explanation-duration histogram "
                              "(default: 0.001 .. 120)")
+    parser.add_argument("--host", default=LOOPBACK,
+                        help="address of the gateway's gRPC and HTTP listeners (0.0.0.0 in a container); "
+                             "TorchServe's own stay on 127.0.0.1")
+    parser.add_argument("--metrics-host", default=LOOPBACK,
+                        help="address of TorchServe's and ConvScope's metrics listeners (for Prometheus)")
+    parser.add_argument("--edge-key-file", type=Path,
+                        help="edge mode: callers present this file's shared key to the gateway, which "
+                             "serves TorchServe's REST and gRPC behind it (docs/deploy.md)")
     args = parser.parse_args(argv)
     ports = free_ports() if args.free_ports else dict(DEFAULT_PORTS)
-    command, env = prepare_run_dir(args.run_dir, args.model_store, ports, index_root=args.index_root)
+    command, env = prepare_run_dir(args.run_dir, args.model_store, ports, index_root=args.index_root,
+                                   metrics_host=args.metrics_host)
     if args.explanation_buckets:  # read by every worker when it imports convscope.metrics
         env[BUCKETS_VARIABLE] = ",".join(f"{b:g}" for b in args.explanation_buckets)
     names = [r.name for r in registrations(args.model_store)]
-    serve_metrics(ports["convscope_metrics"], args.run_dir / "prometheus")
+    serve_metrics(ports["convscope_metrics"], args.run_dir / "prometheus", args.metrics_host)
     url = "http://127.0.0.1:{}".format
+    gateway, metrics = url_host(args.host), url_host(args.metrics_host)
+    edge = f", edge mode: shared key in {args.edge_key_file}" if args.edge_key_file else ""
     print(f"convscope: serving {', '.join(names)}\n"
           f"  REST {url(ports['inference'])}, TorchServe gRPC 127.0.0.1:{ports['grpc_inference']}, "
           f"token in {args.run_dir / 'key_file.json'}\n"
-          f"  typed gRPC (convscope.v1, OIP v2, health, reflection) 127.0.0.1:{ports['gateway_grpc']}, "
-          f"OIP REST {url(ports['gateway_http'])}/v2\n"
+          f"  typed gRPC (convscope.v1, OIP v2, health, reflection) {gateway}:{ports['gateway_grpc']}, "
+          f"OIP REST http://{gateway}:{ports['gateway_http']}/v2{edge}\n"
           f"  feature indexes in {env[ROOT_VARIABLE]}\n"
-          f"  metrics: TorchServe {url(ports['metrics'])}/metrics, ConvScope {url(ports['convscope_metrics'])}/metrics\n"
+          f"  metrics: TorchServe http://{metrics}:{ports['metrics']}/metrics, "
+          f"ConvScope http://{metrics}:{ports['convscope_metrics']}/metrics\n"
           f"  Ctrl-C stops", flush=True)
     # TorchServe's launcher does not pass a SIGTERM on to its Java frontend: run the whole server
     # in its own process group and stop the group (frontend and workers) on SIGTERM, SIGHUP or
@@ -301,8 +340,9 @@ def main(argv: list[str] | None = None) -> None:
     # the feature indexes' writer locks. The gateway runs in a group of its own, stopped first.
     process = subprocess.Popen(command, cwd=args.run_dir, env=env, start_new_session=True)
     server = RunningServer(process, args.run_dir, ports, names)
-    server.gateway = subprocess.Popen(gateway_command(args.run_dir, args.model_store, ports), cwd=args.run_dir,
-                                      env=env, start_new_session=True)
+    server.gateway = subprocess.Popen(gateway_command(args.run_dir, args.model_store, ports, args.host,
+                                                      args.edge_key_file),
+                                      cwd=args.run_dir, env=gateway_env(env), start_new_session=True)
 
     def stop(number: int, _frame) -> None:
         print(f"convscope: stopping ({signal.Signals(number).name})", flush=True)

@@ -42,6 +42,8 @@ READY = Gauge(
 
 SKIPPED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
 """Probes and reflection: counted by nobody (a probe every second would drown the rates)."""
+SKIPPED_ROUTES = ("/metrics", "/v2/health/live", "/v2/health/ready")
+"""The same for REST: scrapes and liveness / readiness probes."""
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -123,7 +125,7 @@ async def rest_middleware(request: web.Request, handler):
         status = error.status
         raise
     finally:
-        if route != "/metrics":
+        if route not in SKIPPED_ROUTES:
             _record("rest", f"{request.method} {route}", str(status), started)
 
 

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from . import edge as edge_mode
 from . import metrics, oip
 from .catalog import Catalog, ReadinessPoller
 from .typed import ConvScopeService
@@ -48,6 +49,8 @@ class GatewayConfig:
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_response_bytes: int = MAX_RESPONSE_BYTES
     poll_interval_s: float = 1.0
+    edge: edge_mode.EdgeConfig | None = None
+    """Edge mode (edge.py): callers present a shared key; TorchServe's REST and gRPC served too."""
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -61,7 +64,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.catalog = Catalog.from_store(config.model_store)
-        self.upstream = Upstream(config.upstream, config.max_request_bytes, config.max_response_bytes)
+        self.edge = edge_mode.Edge(config) if config.edge else None
+        self.upstream = self.edge.upstream if self.edge else Upstream(
+            config.upstream, config.max_request_bytes, config.max_response_bytes)
         self.health = health_aio.HealthServicer()
         self.server = grpc.aio.server(options=channel_options(config.max_response_bytes, config.max_request_bytes),
                                       interceptors=[metrics.MetricsInterceptor()])
@@ -88,9 +93,10 @@ class Gateway:
         convscope_pb2_grpc.add_ConvScopeServicer_to_server(ConvScopeService(self.catalog, self.upstream), self.server)
         oip.add_oip_servicer(self.server, self.catalog, self.upstream)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        passed_through = self.edge.add_services(self.server) if self.edge else ()
         reflection.enable_server_reflection(
-            (TYPED_SERVICE, OIP_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), self.server)
+            (TYPED_SERVICE, OIP_SERVICE, *passed_through,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), self.server)
         await self._set_health(self.catalog)
         if not self.server.add_insecure_port(self.config.listen):
             raise SystemExit(f"convscope-gateway: cannot listen on {self.config.listen}")
@@ -98,6 +104,8 @@ class Gateway:
         app = web.Application(client_max_size=self.config.max_request_bytes, middlewares=[metrics.rest_middleware])
         app.add_routes(oip.rest_routes(self.catalog, self.upstream))
         app.router.add_get("/metrics", metrics.serve_metrics)
+        if self.edge:
+            self.edge.add_to_app(app)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         host, port = _host_port(self.config.http_listen)
@@ -145,9 +153,11 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
                         help="largest request (gRPC message or REST body): TorchServe's max_request_size")
     parser.add_argument("--max-response-mb", type=float, default=d.max_response_bytes / 2**20)
     parser.add_argument("--poll-interval", type=float, default=d.poll_interval_s)
+    edge_mode.add_arguments(parser)
     a = parser.parse_args(argv)
     return GatewayConfig(a.listen, a.http_listen, a.upstream, a.management_url, a.key_file, a.model_store,
-                         int(a.max_request_mb * 2**20), int(a.max_response_mb * 2**20), a.poll_interval)
+                         int(a.max_request_mb * 2**20), int(a.max_response_mb * 2**20), a.poll_interval,
+                         edge_mode.config_from(a))
 
 
 def main(argv: list[str] | None = None) -> None:
