@@ -125,13 +125,13 @@ class ReadinessPoller:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    async def _is_ready(self, session: aiohttp.ClientSession, name: str) -> bool:
+    async def _is_ready(self, session: aiohttp.ClientSession, name: str, retry: bool = True) -> bool:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         try:
             async with session.get(f"{self.url}/models/{name}", headers=headers) as answer:
-                if answer.status in (400, 401, 403):  # a new key file (restart, rotation)
-                    self._key = None
-                    return False
+                if answer.status in (400, 401, 403):  # a new key file (restart, renewal): read it, ask again
+                    self._key = self._read_key()
+                    return retry and await self._is_ready(session, name, retry=False)
                 if answer.status != 200:
                     return False
                 doc = await answer.json(content_type=None)

@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 from aiohttp import web
 from convscope_client._proto import convscope_pb2_grpc
@@ -28,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from . import edge as edge_mode
 from . import metrics, oip
 from .catalog import Catalog, ReadinessPoller
+from .keys import TorchServeKeys
 from .typed import ConvScopeService
 from .upstream import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Upstream, channel_options
 
@@ -72,6 +74,7 @@ class Gateway:
                                       interceptors=[metrics.MetricsInterceptor()])
         self.runner: web.AppRunner | None = None
         self.poller_task: asyncio.Task | None = None
+        self.renew_task: asyncio.Task | None = None
 
     async def _set_health(self, catalog: Catalog) -> None:
         def status(ok: bool) -> int:
@@ -115,10 +118,20 @@ class Gateway:
                                  self.config.poll_interval_s,
                                  lambda c: loop.create_task(self._set_health(c)))
         self.poller_task = asyncio.create_task(poller.run())
+        if not self.edge:  # edge mode renews both of TorchServe's keys itself
+            self.renew_task = asyncio.create_task(self._renew_management_key())
+
+    async def _renew_management_key(self) -> None:
+        """TorchServe's management key expires after ``token_expiration_min``; the readiness
+        poller needs it for as long as the server runs."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            await TorchServeKeys(self.config.key_file, self.config.management_url).renew_forever(
+                session, kinds=("management",))
 
     async def stop(self, grace: float = 5.0) -> None:
-        if self.poller_task:
-            self.poller_task.cancel()
+        for task in (self.poller_task, self.renew_task):
+            if task:
+                task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.runner:

@@ -239,7 +239,7 @@ class ConvScopeService(pb_grpc.ConvScopeServicer):
         name = self.catalog.registration(request.model, route.endpoint)
         if not token:
             raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException",
-                               "no token: send metadata 'authorization: Bearer <inference key>' (var/key_file.json)", 401)
+                               "no token: send metadata 'authorization: Bearer <key>'", 401)
         doc = await self.upstream.predict(name, route.inputs(request), token, timeout)
         try:
             return route.response(doc)

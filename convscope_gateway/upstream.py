@@ -36,7 +36,8 @@ def _mapped(error: grpc.aio.AioRpcError, name: str) -> GatewayError:
                             "missing, wrong or expired token: send metadata "
                             "'authorization: Bearer <inference key>' (var/key_file.json)", 401)
     if code == grpc.StatusCode.INTERNAL and "not found" in details.lower():
-        return GatewayError(grpc.StatusCode.NOT_FOUND, "ModelNotFoundException", f"TorchServe has no model {name!r}", 404)
+        return GatewayError(grpc.StatusCode.NOT_FOUND, "ModelNotFoundException",
+                            f"TorchServe has no model {name!r}", 404)
     if code == grpc.StatusCode.UNAVAILABLE:
         return GatewayError(code, "Unavailable", f"TorchServe cannot take the request now: {details}", 503)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -209,6 +209,14 @@ def test_keys_near_expiry_are_renewed_through_the_token_api(tmp_path):
     assert calls == [("inference", "Bearer ts-api"), ("management", "Bearer ts-api")]
 
 
+def test_without_edge_mode_only_the_management_key_is_renewed(tmp_path):
+    """The gateway's readiness poller needs the management key for as long as the server runs;
+    renewing the inference key would break the key every client holds."""
+    now = datetime.now(UTC)
+    keys = edge.TorchServeKeys(write_key_files(tmp_path, expires=now + timedelta(minutes=5)), "http://127.0.0.1:1")
+    assert keys.expiring(now, kinds=("management",)) == ["management"]
+
+
 # What TorchServe gets ---------------------------------------------------------------------------
 
 def test_upstream_headers_carry_the_body_and_torchserve_s_key_only():
