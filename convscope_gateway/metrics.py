@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator
 
 import grpc
 from aiohttp import web
@@ -68,6 +69,19 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str
     return code.name if isinstance(code, grpc.StatusCode) else "OK"
 
 
+@contextmanager
+def _observed(service: str, method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """Count and time the call made inside, with the status it ended with."""
+    started, error = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as caught:
+        error = caught
+        raise
+    finally:
+        _record(service, method, _code(context, error), started)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary and stream-stream call of the served APIs."""
 
@@ -81,14 +95,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary(request, context):
-                started, error = time.perf_counter(), None
-                try:
+                with _observed(service, method, context):
                     return await inner(request, context)
-                except BaseException as caught:
-                    error = caught
-                    raise
-                finally:
-                    _record(service, method, _code(context, error), started)
 
             return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
                                                        handler.response_serializer)
@@ -96,15 +104,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.stream_stream
 
             async def stream(requests, context):
-                started, error = time.perf_counter(), None
-                try:
+                with _observed(service, method, context):
                     async for answer in inner_stream(requests, context):
                         yield answer
-                except BaseException as caught:
-                    error = caught
-                    raise
-                finally:
-                    _record(service, method, _code(context, error), started)
 
             return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,
                                                          handler.response_serializer)
