@@ -1,6 +1,8 @@
-"""``convscope-serve``: start TorchServe on every archive in the model store, in the foreground.
+"""``convscope-serve``: start TorchServe on every archive in the model store, and the gRPC
+gateway beside it, in the foreground.
 
-Each ``.mar`` carries its ``spec.json``; every endpoint the spec lists is registered under its
+The gateway (``convscope-gateway``, a process of its own) serves the typed API, OIP v2, health
+and reflection on 50051 and OIP REST plus its metrics on 8090. Each ``.mar`` carries its ``spec.json``; every endpoint the spec lists is registered under its
 own name (``<m>``, ``<m>-features``) with its own workers and batching, so a slow endpoint never
 stalls another. The effective ``config.properties`` is rendered into the run directory
 (``var/``), where TorchServe also writes ``key_file.json`` and its logs.
