@@ -48,6 +48,11 @@ class EngineConfig:
     """Explanation maps are aligned with the client image; images with a longer side are
     answered at this size (aspect kept)."""
 
+    explanation_niceness: int = 5
+    """The saliency and CAM workers lower their CPU priority by this much (``nice``): on a
+    shared CPU the scheduler then favours classification, features and search, so a stream of
+    Score-CAM requests cannot starve them (benchmarks/starvation.py)."""
+
     intra_op_threads: int = 1
     """torch threads per worker. Workers x threads should not exceed the cores: TorchServe runs
     one process per endpoint, so the default is 1 and one request never fights another."""
@@ -60,6 +65,8 @@ class EngineConfig:
         if unknown:
             raise SpecError(f"unknown engine config key(s) {unknown}; known: {sorted(known)}")
         for key, value in values.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError(f"engine config {key} must be a positive integer, got {value!r}")
+            low, high = (0, 19) if key == "explanation_niceness" else (1, None)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+                raise SpecError(f"engine config {key} must be an integer from {low}"
+                                f"{f' to {high}' if high else ' up'}, got {value!r}")
         return cls(**values)

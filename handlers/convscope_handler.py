@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from convscope.config import EngineConfig
-from convscope.endpoints import build_endpoint, endpoint_for
+from convscope.endpoints import EXPLANATION_ENDPOINTS, build_endpoint, endpoint_for
 from convscope.envelope import Payload
 from convscope.errors import ServiceError
 from convscope.index import open_model_index
@@ -32,6 +32,8 @@ class ConvScopeHandler:
         spec = load_spec(Path(props["model_dir"]) / "spec.json")
         model = load_model(spec, choose_device(props.get("gpu_id")))
         endpoint = endpoint_for(context.model_name, spec.name)
+        if endpoint in EXPLANATION_ENDPOINTS:  # explanations yield the CPU to the fast endpoints
+            os.nice(config.explanation_niceness)
         index = None
         if endpoint == "neighbours":  # the single writer of this model's index
             index = open_model_index(spec, model.layers.feature_dim, Path(props["model_dir"]),

@@ -15,6 +15,8 @@ ENDPOINTS: dict[str, type[Endpoint]] = {cls.name: cls for cls in (
     ClassifyEndpoint, FeaturesEndpoint, SaliencyEndpoint, CamEndpoint, NeighboursEndpoint)}
 SUFFIXES = {"classify": "", "features": "-features", "saliency": "-saliency", "cam": "-cam",
             "neighbours": "-neighbours"}
+EXPLANATION_ENDPOINTS = ("saliency", "cam")
+"""Many forward passes per image: their workers run at a lower CPU priority."""
 
 
 def endpoint_for(registered_name: str, model_name: str) -> str:
@@ -35,5 +37,5 @@ def build_endpoint(endpoint: str, model: LoadedModel, config: EngineConfig,
     return ENDPOINTS[endpoint](model, config)
 
 
-__all__ = ["ENDPOINTS", "SUFFIXES", "ClassifyEndpoint", "Endpoint", "FeaturesEndpoint", "Prepared",
+__all__ = ["ENDPOINTS", "EXPLANATION_ENDPOINTS", "SUFFIXES", "ClassifyEndpoint", "Endpoint", "FeaturesEndpoint", "Prepared",
            "CamEndpoint", "NeighboursEndpoint", "SaliencyEndpoint", "build_endpoint", "endpoint_for"]

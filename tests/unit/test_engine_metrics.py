@@ -92,3 +92,4 @@ def test_gpu_memory_is_reported_per_device():
     keep = torch.ones(1024, 1024, device=device)
     metrics.observe_gpu_memory(device)
     assert _value("convscope_gpu_memory_bytes", device="cuda:0", kind="allocated") >= keep.numel() * 4
+
