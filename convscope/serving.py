@@ -2,7 +2,8 @@
 gateway beside it, in the foreground.
 
 The gateway (``convscope-gateway``, a process of its own) serves the typed API, OIP v2, health
-and reflection on 50051 and OIP REST plus its metrics on 8090. Each ``.mar`` carries its ``spec.json``; every endpoint the spec lists is registered under its
+and reflection on 50051 and OIP REST plus its metrics on 8090. Each ``.mar`` carries its
+``spec.json``; every endpoint the spec lists is registered under its
 own name (``<m>``, ``<m>-features``) with its own workers and batching, so a slow endpoint never
 stalls another. The effective ``config.properties`` is rendered into the run directory
 (``var/``), where TorchServe also writes ``key_file.json`` and its logs.
@@ -128,6 +129,7 @@ def prepare_run_dir(run_dir: Path, store: Path, ports: dict[str, int] | None = N
            "LOG_LOCATION": str((run_dir / "logs").resolve()),
            "METRICS_LOCATION": str((run_dir / "logs").resolve()),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1",  # workers never fetch from a model hub, whatever a spec names
            ROOT_VARIABLE: str((index_root or run_dir / "index").resolve())}
     torchserve = str(Path(sys.executable).with_name("torchserve"))
     command = [torchserve, "--start", "--foreground", "--ncs",

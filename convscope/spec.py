@@ -143,6 +143,9 @@ class ModelSpec:
     serving: dict[str, ServingSpec] = field(default_factory=dict)
     index: IndexSpec = IndexSpec()
     description: str = ""
+    weights_sha256: str = ""
+    """SHA-256 of the weights file, written by ``convscope-archive`` into the archived spec and
+    checked before the weights are read: a corrupted or swapped file is refused. Empty: none."""
 
     def serving_for(self, endpoint: str) -> ServingSpec:
         return self.serving.get(endpoint, DEFAULT_SERVING.get(endpoint, ServingSpec()))
@@ -188,9 +191,18 @@ def _check_index(spec: IndexSpec) -> None:
         raise SpecError(f"index.ivf_nlist must be 0 (auto) or a positive integer, got {spec.ivf_nlist!r}")
 
 
-def _labels(value: Any, base: Path, num_classes: int) -> tuple[str, ...]:
+def _inside(base: Path, value: str, what: str, confine: bool) -> Path:
+    """``base / value``, resolved; with ``confine``, refused unless it stays inside ``base`` (an
+    archived spec names files of its own archive, never ``../`` or an absolute path)."""
+    path = (base / value).resolve()
+    if confine and not path.is_relative_to(base.resolve()):
+        raise SpecError(f"{what} {value!r} is outside the model's folder: refused")
+    return path
+
+
+def _labels(value: Any, base: Path, num_classes: int, confine: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
-        path = (base / value).resolve()
+        path = _inside(base, value, "labels", confine)
         try:
             value = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -202,8 +214,9 @@ def _labels(value: Any, base: Path, num_classes: int) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_spec(doc: dict[str, Any], base: Path) -> ModelSpec:
-    """Validate a spec document; relative paths resolve against ``base`` (the spec's folder)."""
+def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelSpec:
+    """Validate a spec document; relative paths resolve against ``base`` (the spec's folder);
+    with ``confine`` (a spec inside an archive) they must stay inside it."""
     doc = dict(doc)
     try:
         name, arch, num_classes = doc.pop("name"), doc.pop("arch"), int(doc.pop("num_classes"))
@@ -225,14 +238,16 @@ def parse_spec(doc: dict[str, Any], base: Path) -> ModelSpec:
     index = _build(IndexSpec, doc.pop("index", {}), "index")
     _check_index(index)
     description = doc.pop("description", "")
+    weights_sha256 = doc.pop("weights_sha256", "")
     if doc:
         raise SpecError(f"unknown top-level key(s) {sorted(doc)}")
     if ":" not in arch:
         raise SpecError(f"arch must be 'timm:<name>', 'torchvision:<name>' or 'convscope:<name>', got {arch!r}")
     return ModelSpec(name=name, arch=arch, num_classes=num_classes,
-                     weights=(base / weights).resolve(), labels=_labels(labels, base, num_classes),
+                     weights=_inside(base, weights, "weights", confine),
+                     labels=_labels(labels, base, num_classes, confine),
                      input=input_spec, layers=layers, endpoints=endpoints, serving=serving,
-                     index=index, description=description)
+                     index=index, description=description, weights_sha256=weights_sha256)
 
 
 def read_spec_document(path: str | Path) -> dict[str, Any]:
@@ -245,8 +260,9 @@ def read_spec_document(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"cannot read spec {path}: {exc}") from exc
 
 
-def load_spec(path: str | Path, weights: Path | None = None) -> ModelSpec:
-    """Read and validate a spec file; relative paths resolve against its folder. ``weights``
-    replaces the spec's weights file (``--weights`` of the archive and index tools)."""
-    spec = parse_spec(read_spec_document(path), Path(path).parent)
-    return spec if weights is None else replace(spec, weights=Path(weights).resolve())
+def load_spec(path: str | Path, weights: Path | None = None, confine: bool = False) -> ModelSpec:
+    """Read and validate a spec file; relative paths resolve against its folder (and with
+    ``confine`` must stay in it). ``weights`` replaces the spec's weights file (``--weights`` of
+    the archive and index tools), and with it any recorded digest."""
+    spec = parse_spec(read_spec_document(path), Path(path).parent, confine)
+    return spec if weights is None else replace(spec, weights=Path(weights).resolve(), weights_sha256="")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..index import SEED_FILE
 from ..models import load_model
+from ..models.weights import sha256_of
 from ..spec import load_spec, parse_spec, read_spec_document
 
 CARD_FILE = "card.json"
@@ -30,9 +31,10 @@ HANDLER = Path(__file__).resolve().parents[2] / "handlers" / "convscope_handler.
 VERSION = "1.0"
 
 
-def _archive_document(spec_path: Path, weights_name: str) -> dict:
+def _archive_document(spec_path: Path, weights_file: Path) -> dict:
     doc = read_spec_document(spec_path)
-    doc["weights"], doc["labels"] = weights_name, "labels.json"
+    doc["weights"], doc["labels"] = weights_file.name, "labels.json"
+    doc["weights_sha256"] = sha256_of(weights_file)  # checked by every worker before it loads
     return doc
 
 
@@ -61,9 +63,9 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         weights_file = stage / f"weights{spec.weights.suffix}"
         shutil.copyfile(spec.weights, weights_file)
         (stage / "labels.json").write_text(json.dumps(list(spec.labels)))
-        doc = _archive_document(spec_path, weights_file.name)
+        doc = _archive_document(spec_path, weights_file)
         (stage / "spec.json").write_text(json.dumps(doc, indent=2))
-        parse_spec(doc, stage)  # the archived spec must validate on its own
+        parse_spec(doc, stage, confine=True)  # the archived spec must validate on its own
         (stage / CARD_FILE).write_text(json.dumps(model_card(spec, model), indent=2))
         (stage / "model-config.yaml").write_text("convscope: {}\n")
         extra = [stage / "spec.json", stage / "labels.json", stage / CARD_FILE]

@@ -41,7 +41,7 @@ def choose_device(gpu_id: int | str | None) -> torch.device:
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
     device = device or torch.device("cpu")
     module = build_architecture(spec.arch, spec.num_classes, spec.input.channels)
-    load_weights(module, spec.weights)
+    load_weights(module, spec.weights, spec.weights_sha256)
     module = module.to(device).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)

@@ -6,7 +6,7 @@ but tensors is refused before any of it runs.
 
 from __future__ import annotations
 
-import pickle
+import hashlib
 from pathlib import Path
 
 import torch
@@ -30,8 +30,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise SpecError(f"weights file {path} is not valid safetensors: {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise SpecError(f"weights file {path} refused: not a weights-only state dict ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - on junk the weights-only unpickler raises anything
+        raise SpecError(f"weights file {path} refused: not a weights-only state dict "
+                        f"({type(exc).__name__}: {exc})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -39,8 +40,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load strictly: every key present and of the right shape, or a ``SpecError`` saying which."""
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_digest(path: str | Path, expected: str) -> None:
+    """Refuse a weights file whose SHA-256 is not the one the archive recorded."""
+    if expected and Path(path).is_file() and sha256_of(path) != expected:
+        raise SpecError(f"weights file {Path(path).name} does not match the SHA-256 recorded in the "
+                        "archive: corrupted or replaced, refused")
+
+
+def load_weights(model: nn.Module, path: str | Path, sha256: str = "") -> nn.Module:
+    """Load strictly: every key present and of the right shape, or a ``SpecError`` saying which;
+    with ``sha256``, the file must have that digest."""
+    verify_digest(path, sha256)
     state = read_state_dict(path)
     try:
         model.load_state_dict(state, strict=True)
