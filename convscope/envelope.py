@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -77,6 +78,17 @@ def _text(raw: Any) -> Any:
     return bytes(raw).decode("utf-8", "replace").strip() if isinstance(raw, (bytes, bytearray)) else raw
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def _finite_or_nan(value: int | float) -> float:
+    """``float(value)``, or NaN (refused by the caller) for an integer too large for a float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("nan")
+
+
 def _as_int(name: str, raw: Any) -> int:
     raw = _text(raw)
     if isinstance(raw, bool):
@@ -85,7 +97,7 @@ def _as_int(name: str, raw: Any) -> int:
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
-    if isinstance(raw, str) and raw.lstrip("+-").isdigit() and len(raw) < 20:
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw):  # ASCII digits only: never "+-3" or "²"
         return int(raw)
     raise BadRequest(f"{name} must be an integer, got {str(raw)[:40]!r}")
 
@@ -93,7 +105,7 @@ def _as_int(name: str, raw: Any) -> int:
 def _as_float(name: str, raw: Any) -> float:
     raw = _text(raw)
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = float(raw)
+        value = _finite_or_nan(raw)
     else:
         try:
             value = float(raw) if isinstance(raw, str) and len(raw) < 40 else float("nan")
@@ -128,7 +140,7 @@ def _decoded(name: str, raw: Any, kind: type) -> Any:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest(f"{name} must be a JSON {kind.__name__}, got {raw[:40]!r}") from None
     return raw
 
@@ -146,7 +158,7 @@ def _as_vector(name: str, raw: Any, most: int) -> tuple[float, ...]:
         raise BadRequest(f"{name} must be a non-empty array of at most {most} numbers")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
         raise BadRequest(f"{name} must hold numbers only")
-    values = tuple(float(v) for v in raw)
+    values = tuple(_finite_or_nan(v) for v in raw)
     if any(v != v or v in (float("inf"), float("-inf")) for v in values):
         raise BadRequest(f"{name} has NaN or infinite values")
     return values
@@ -168,6 +180,8 @@ def _from_json(body: Any, image_required: bool = True) -> tuple[bytes, dict[str,
         doc = json.loads(bytes(body).decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from exc
+    except RecursionError:
+        raise BadRequest("malformed JSON body: nested too deeply") from None
     if not isinstance(doc, dict):
         raise BadRequest("the JSON body must be an object: {\"image\": \"<base64>\", ...parameters}")
     if "image" not in doc and not image_required:

@@ -88,6 +88,9 @@ class Endpoint(ABC):
                 good.append((index, request, self.prepare(request)))
             except ServiceError as error:
                 outcomes[index] = error
+            except Exception:  # noqa: BLE001 - a parsing bug answers 500 for this item, not its batch
+                log.exception("%s/%s could not parse item %d", self.model.spec.name, self.name, index)
+                outcomes[index] = InternalError(f"{self.name} could not read this request; see the worker log")
         if good:
             indices, requests, prepared = zip(*good)
             for index, outcome in zip(indices, self._run_guarded(list(requests), list(prepared))):
