@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java prometheus store serve test test-unit proto archive clean distclean
+.PHONY: setup java prometheus store serve test test-unit reliability proto archive clean distclean
 
 setup: $(STAMP) java prometheus
 
@@ -45,6 +45,14 @@ test: setup store
 
 test-unit: $(STAMP) prometheus
 	$(PY) -m pytest tests/unit clients/python/tests
+
+# The long reliability runs behind RELIABILITY.md (minutes each): 2,000 bad inputs per endpoint,
+# explanations against classification (both append to RELIABILITY.md), 120 index crash cycles
+# (appended to BENCHMARKS.md).
+reliability: setup store
+	$(PY) benchmarks/fuzz.py --per-endpoint 2000 --seed 1 --write
+	$(PY) benchmarks/starvation.py --seconds 40 --rate 4 --write
+	$(PY) benchmarks/index_crash.py --cycles 120 --seed 0 --write
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
 proto: $(STAMP)
