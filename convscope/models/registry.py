@@ -26,7 +26,8 @@ def build_architecture(arch: str, num_classes: int, in_chans: int = 3) -> nn.Mod
             import timm
 
             if not timm.is_model(name):  # "hf-hub:org/x" or "local-dir:/path" would fetch or read a config
-                raise SpecError(f"unknown timm architecture {name!r}: only timm's own names, never hub or path ones")
+                raise SpecError(f"unknown timm architecture {name!r}: only timm's own names, "
+                                "never hub or path ones")
             model = timm.create_model(name, pretrained=False, num_classes=num_classes,
                                       in_chans=in_chans)
         elif source == "torchvision":
