@@ -47,11 +47,12 @@ test-unit: $(STAMP) prometheus
 	$(PY) -m pytest tests/unit clients/python/tests
 
 # The long reliability runs behind RELIABILITY.md (minutes each): 2,000 bad inputs per endpoint,
-# explanations against classification (both append to RELIABILITY.md), 120 index crash cycles
+# explanations against classification, faults under load (these append to RELIABILITY.md), 120 index crash cycles
 # (appended to BENCHMARKS.md).
 reliability: setup store
 	$(PY) benchmarks/fuzz.py --per-endpoint 2000 --seed 1 --write
 	$(PY) benchmarks/starvation.py --seconds 40 --rate 4 --write
+	$(PY) benchmarks/faults.py --seconds 30 --burst 300 --write
 	$(PY) benchmarks/index_crash.py --cycles 120 --seed 0 --write
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
