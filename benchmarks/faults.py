@@ -8,7 +8,9 @@ classification worker a third of the way in; count failed requests (they must st
 was in flight on the victim: at most its batch), time until a new worker answers, and count
 errors after recovery (must be 0). Part 2: a burst of Score-CAM requests far beyond the queue
 (``job_queue_size`` 100): the excess must be refused fast (503), not hang, and the service must
-answer again as soon as the burst ends. Appends its rows to RELIABILITY.md with ``--write``.
+answer again as soon as the burst ends. Part 3: acknowledged index adds, then the whole server
+stopped and started again on the same ports and run directory: downtime, errors afterwards
+(must be 0) and the adds still there (all of them). Appends its rows to RELIABILITY.md with ``--write``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Mix:
     def post(self, name: str, fields: dict, image: bytes) -> int:
         fields = dict(fields)
         if fields.get("op") == "add":
-            fields["id"] = f"faults/{next(self.ids)}"
+            fields.setdefault("id", f"faults/{next(self.ids)}")
         try:
             answer = requests.post(f"{self.server.url('inference')}/predictions/{name}",
                                    files={"data": ("d.png", image)}, data=fields, timeout=120,
@@ -122,6 +124,30 @@ def overload(server, image: bytes, burst: int) -> dict:
             "refusal_max_ms": max(refused) * 1e3 if refused else None, "after": ok}
 
 
+def restart_frontend(store: Path, run_dir: Path, server, images: list[bytes]):
+    """Acknowledged adds, then the whole server stopped and started again on the same ports and
+    run directory, with a client calling throughout: what it sees, and whether the adds stayed."""
+    mix = Mix(server, images)
+    added = [f"restart/{i}" for i in range(20)]
+    for key in added:
+        assert mix.post("digits-neighbours", {"op": "add", "id": key}, images[0]) == 200
+    before = time.monotonic()
+    server.stop()
+    server = start(store, run_dir, ports=server.ports)
+    downtime = time.monotonic() - before
+    mix = Mix(server, images)
+    after = [mix.post("digits", {}, images[i % len(images)]) for i in range(50)]
+    answer = requests.post(f"{server.url('inference')}/predictions/digits-neighbours", json={"op": "stats"},
+                           headers={"Authorization": f"Bearer {server.keys['inference']}"}, timeout=60)
+    kept = sum(requests.post(f"{server.url('inference')}/predictions/digits-neighbours",  # a delete takes no image
+                             json={"op": "delete", "id": key}, timeout=60,
+                             headers={"Authorization": f"Bearer {server.keys['inference']}"}).status_code == 200
+               for key in added)
+    return server, {"downtime_s": downtime, "errors_after": sum(1 for s in after if s != 200),
+                    "after": len(after), "kept": kept, "added": len(added), "stats": answer.status_code}
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30)
@@ -137,6 +163,7 @@ def main() -> None:
         try:
             killed = kill_under_load(server, images, args.seconds)
             burst = overload(server, images[0], args.burst)
+            server, restarted = restart_frontend(store, Path(tmp) / "run", server, images)
         finally:
             server.stop()
     recovery = f"{killed['recovery_s']:.1f} s" if killed["recovery_s"] is not None else "never"
@@ -153,7 +180,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
         f"| Score-CAM burst on `digits-cam` | {burst['burst']} | {burst['200']} | {burst['503']} | {burst['other']} | "
         + (f"{burst['refusal_p50_ms']:.0f} / {burst['refusal_max_ms']:.0f} ms" if burst["503"] else "-")
-        + f" | {burst['after']} |", ""])
+        + f" | {burst['after']} |", "",
+        "| fault | downtime | errors after restart | acknowledged adds kept |", "|---|---|---|---|",
+        f"| the whole server stopped and started again (same ports, same run directory) | "
+        f"{restarted['downtime_s']:.1f} s | {restarted['errors_after']} of {restarted['after']} | "
+        f"{restarted['kept']} of {restarted['added']} |", ""])
     publish(text, False)
     if args.write:
         with open(REPO / "RELIABILITY.md", "a") as handle:

@@ -273,6 +273,7 @@ class RunningServer:
         """Stop the gateway, then TorchServe's process group (frontend and workers)."""
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+            self.metrics_server.server_close()  # free the port: a restart in this process binds it again
         if self.gateway is not None:
             _stop_group(self.gateway, (10, 5))
         _stop_group(self.process)

@@ -38,6 +38,16 @@ def _archive_document(spec_path: Path, weights_file: Path) -> dict:
     return doc
 
 
+def model_config(spec) -> str:
+    """The archive's TorchServe model config. Its ``responseTimeout`` takes precedence over the
+    per-registration one in config.properties (measured: without it every registration got
+    TorchServe's default 120 s), and it is one per archive, so it is the largest of the
+    endpoints' timeouts (600 s for CAM by default): a generous bound that still ends a hung
+    worker."""
+    timeout = max(spec.serving_for(endpoint).response_timeout_s for endpoint in spec.endpoints)
+    return f"responseTimeout: {timeout}\nconvscope: {{}}\n"
+
+
 def model_card(spec, model) -> dict:
     """What a server outside the worker (the gRPC gateway) needs to describe the model without
     loading it: names, sizes and endpoints, measured from the loaded model."""
@@ -67,7 +77,7 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         (stage / "spec.json").write_text(json.dumps(doc, indent=2))
         parse_spec(doc, stage, confine=True)  # the archived spec must validate on its own
         (stage / CARD_FILE).write_text(json.dumps(model_card(spec, model), indent=2))
-        (stage / "model-config.yaml").write_text("convscope: {}\n")
+        (stage / "model-config.yaml").write_text(model_config(spec))
         extra = [stage / "spec.json", stage / "labels.json", stage / CARD_FILE]
         if gallery is not None:
             extra.append(stage / SEED_FILE)
