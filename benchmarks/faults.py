@@ -32,7 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import publish  # noqa: E402
+from benchmarks.report import RELIABILITY, publish  # noqa: E402
 from convscope.serving import start  # noqa: E402
 from tests.imaging import held_out_digits  # noqa: E402
 
@@ -185,10 +185,7 @@ def main() -> None:
         f"| the whole server stopped and started again (same ports, same run directory) | "
         f"{restarted['downtime_s']:.1f} s | {restarted['errors_after']} of {restarted['after']} | "
         f"{restarted['kept']} of {restarted['added']} |", ""])
-    publish(text, False)
-    if args.write:
-        with open(REPO / "RELIABILITY.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write, target=RELIABILITY)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import publish  # noqa: E402
+from benchmarks.report import RELIABILITY, publish  # noqa: E402
 from convscope.serving import start  # noqa: E402
 from tests.imaging import photo_bytes  # noqa: E402
 
@@ -113,10 +113,7 @@ def main() -> None:
         f"| alone | {pct(alone, 50):.1f} | {pct(alone, 99):.1f} | {failed_alone} |",
         f"| beside Score-CAM and SmoothGrad | {pct(loaded, 50):.1f} | {pct(loaded, 99):.1f} | {failed_loaded} |", "",
         f"p99 ratio {ratio:.2f}x: goal (at most {GOAL:g}x) **{verdict}**.", ""])
-    publish(text, False)
-    if args.write:
-        with open(REPO / "RELIABILITY.md", "a") as handle:
-            handle.write(text)
+    publish(text, args.write, target=RELIABILITY)
 
 
 if __name__ == "__main__":
