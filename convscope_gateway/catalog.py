@@ -3,8 +3,8 @@ and whether each registration has a ready worker, polled from TorchServe's manag
 
 Each archive carries ``card.json`` (written by ``convscope-archive``): name, description, class
 count, feature dim, endpoints, input size. Readiness comes from ``GET /models/{name}`` on the
-management port with the management key that TorchServe writes to ``key_file.json``; the key
-file is re-read when TorchServe refuses the key (a restart or a rotation writes a new one).
+management port with the management key that TorchServe writes to ``key_file.json`` (read
+through ``keys.TorchServeKeys``, so a restart or a renewal that rewrites it is picked up).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Callable
 import aiohttp
 
 from .errors import invalid, not_found
+from .keys import TorchServeKeys
 
 log = logging.getLogger(__name__)
 
@@ -111,26 +112,21 @@ class Catalog:
 
 
 class ReadinessPoller:
-    """Polls every registration's workers; calls ``on_change(catalog)`` when readiness changes."""
+    """Polls every registration's workers with TorchServe's management key; calls
+    ``on_change(catalog)`` when readiness changes."""
 
-    def __init__(self, catalog: Catalog, management_url: str, key_file: Path, interval: float,
+    def __init__(self, catalog: Catalog, keys: TorchServeKeys, interval: float,
                  on_change: Callable[[Catalog], None]) -> None:
-        self.catalog, self.url, self.key_file = catalog, management_url.rstrip("/"), Path(key_file)
+        self.catalog, self.keys, self.url = catalog, keys, keys.management_url
         self.interval, self.on_change = interval, on_change
-        self._key: str | None = None
-
-    def _read_key(self) -> str | None:
-        try:
-            return json.loads(self.key_file.read_text())["management"]["key"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
     async def _is_ready(self, session: aiohttp.ClientSession, name: str, retry: bool = True) -> bool:
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        key = self.keys.key("management")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             async with session.get(f"{self.url}/models/{name}", headers=headers) as answer:
                 if answer.status in (400, 401, 403):  # a new key file (restart, renewal): read it, ask again
-                    self._key = self._read_key()
+                    self.keys.refused()
                     return retry and await self._is_ready(session, name, retry=False)
                 if answer.status != 200:
                     return False
@@ -141,8 +137,6 @@ class ReadinessPoller:
         return any(w.get("status") == "READY" for w in workers)
 
     async def poll_once(self, session: aiohttp.ClientSession) -> None:
-        if self._key is None:
-            self._key = self._read_key()
         names = self.catalog.registrations
         states = await asyncio.gather(*(self._is_ready(session, n) for n in names))
         fresh = dict(zip(names, states))

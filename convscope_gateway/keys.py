@@ -95,6 +95,12 @@ class TorchServeKeys:
                                f"TorchServe has not written {self.file.path} yet", 503)
         return keys
 
+    def key(self, kind: str) -> str | None:
+        """TorchServe's current ``kind`` key (``management``, ``inference``, ``API``), or None
+        before TorchServe has written its key file."""
+        keys = self.file.value()
+        return keys[kind].key if keys else None
+
     def bearer(self) -> str:
         """``Bearer <TorchServe's inference key>``."""
         return f"Bearer {self._keys()['inference'].key}"

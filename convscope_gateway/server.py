@@ -114,19 +114,19 @@ class Gateway:
         host, port = _host_port(self.config.http_listen)
         await web.TCPSite(self.runner, host, port).start()
         loop = asyncio.get_running_loop()
-        poller = ReadinessPoller(self.catalog, self.config.management_url, self.config.key_file,
-                                 self.config.poll_interval_s,
+        keys = TorchServeKeys(self.config.key_file, self.config.management_url)
+        poller = ReadinessPoller(self.catalog, keys, self.config.poll_interval_s,
                                  lambda c: loop.create_task(self._set_health(c)))
         self.poller_task = asyncio.create_task(poller.run())
         if not self.edge:  # edge mode renews both of TorchServe's keys itself
-            self.renew_task = asyncio.create_task(self._renew_management_key())
+            self.renew_task = asyncio.create_task(self._renew_management_key(keys))
 
-    async def _renew_management_key(self) -> None:
+    @staticmethod
+    async def _renew_management_key(keys: TorchServeKeys) -> None:
         """TorchServe's management key expires after ``token_expiration_min``; the readiness
         poller needs it for as long as the server runs."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            await TorchServeKeys(self.config.key_file, self.config.management_url).renew_forever(
-                session, kinds=("management",))
+            await keys.renew_forever(session, kinds=("management",))
 
     async def stop(self, grace: float = 5.0) -> None:
         for task in (self.poller_task, self.renew_task):
