@@ -38,6 +38,11 @@ def _mapped(error: grpc.aio.AioRpcError, name: str) -> GatewayError:
     if code == grpc.StatusCode.INTERNAL and "not found" in details.lower():
         return GatewayError(grpc.StatusCode.NOT_FOUND, "ModelNotFoundException",
                             f"TorchServe has no model {name!r}", 404)
+    if code == grpc.StatusCode.INTERNAL and "has no worker to serve" in details:
+        # TorchServe's gRPC answers a full job queue (or a registration with no live worker) with
+        # INTERNAL where its REST API gives 503: it is an overload, and trying again later helps.
+        return GatewayError(grpc.StatusCode.UNAVAILABLE, "ServiceUnavailableException",
+                            f"{name}: the queue is full or no worker is up; retry later ({details})", 503)
     if code == grpc.StatusCode.UNAVAILABLE:
         return GatewayError(code, "Unavailable", f"TorchServe cannot take the request now: {details}", 503)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

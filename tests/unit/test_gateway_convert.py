@@ -113,3 +113,17 @@ def test_the_catalog_reads_the_cards_of_the_built_archives(store):
 
 def test_the_gateway_names_registrations_as_the_engine_does():
     assert GATEWAY_SUFFIXES == SUFFIXES
+
+
+@pytest.mark.parametrize("code, details, expected, status", [
+    # TorchServe's gRPC gives INTERNAL for a full job queue where its REST API gives 503
+    (grpc.StatusCode.INTERNAL, 'Model "m-cam" has no worker to serve inference request. Please use scale '
+                               'workers API to add workers.', grpc.StatusCode.UNAVAILABLE, 503),
+    (grpc.StatusCode.INTERNAL, 'Model not found: "nope"', grpc.StatusCode.NOT_FOUND, 404),
+    (grpc.StatusCode.PERMISSION_DENIED, "Token Authorization failed", grpc.StatusCode.UNAUTHENTICATED, 401),
+    (grpc.StatusCode.INTERNAL, "java.lang.NullPointerException", grpc.StatusCode.INTERNAL, 500)])
+def test_torchserve_grpc_failures_map_to_what_they_mean(code, details, expected, status):
+    from convscope_gateway.upstream import _mapped
+
+    error = _mapped(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details), "m-cam")
+    assert (error.code, error.http_status) == (expected, status)
