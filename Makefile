@@ -46,14 +46,17 @@ test: setup store
 test-unit: $(STAMP) prometheus
 	$(PY) -m pytest tests/unit clients/python/tests
 
-# The long reliability runs behind RELIABILITY.md (minutes each): 2,000 bad inputs per endpoint,
-# explanations against classification, faults under load (these append to RELIABILITY.md), 120 index crash cycles
-# (appended to BENCHMARKS.md).
+# The long reliability runs behind RELIABILITY.md (about an hour in all): 2,000 bad inputs per
+# endpoint, explanations against classification, faults under load, capacity per endpoint (REST and
+# gRPC, 60 s holds) and a 30-minute soak at 70% of it (these append to RELIABILITY.md), 120 index
+# crash cycles (appended to BENCHMARKS.md).
 reliability: setup store
 	$(PY) benchmarks/fuzz.py --per-endpoint 2000 --seed 1 --write
 	$(PY) benchmarks/starvation.py --seconds 40 --rate 4 --write
 	$(PY) benchmarks/faults.py --seconds 30 --burst 300 --write
 	$(PY) benchmarks/index_crash.py --cycles 120 --seed 0 --write
+	$(PY) benchmarks/load.py --hold 60 --write
+	$(PY) benchmarks/soak.py --minutes 30 --load 0.7 --write
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
 proto: $(STAMP)
