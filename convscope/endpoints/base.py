@@ -22,7 +22,7 @@ from ..config import EngineConfig
 from ..envelope import Param, Payload, parse_params, split_payload
 from ..errors import InternalError, ServiceError
 from ..models import LoadedModel
-from ..preprocess import Placement, batch, decode_image, prepare_input
+from ..preprocess import Placement, batch, decode_image, prepare_input, reduced_decode_size
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class Endpoint(ABC):
         one row per request that has an image (all of them, where ``image_required``)."""
 
     image_required: ClassVar[bool] = True
+    draws_on_image: ClassVar[bool] = False
+    """True where results are drawn on the client's image (explanation overlays) and must be
+    aligned with it: the image is then decoded at full size, never reduced."""
 
     def parse(self, payload: Payload) -> Any:
         image, raw = split_payload(payload, self.image_required)
@@ -73,7 +76,8 @@ class Endpoint(ABC):
             return None
         started = time.perf_counter()
         spec = self.model.spec.input
-        decoded = decode_image(request.image, self.config, spec.alpha_background)
+        reduce_to = None if self.draws_on_image else reduced_decode_size(spec)
+        decoded = decode_image(request.image, self.config, spec.alpha_background, reduce_to)
         tensor, placement = prepare_input(decoded.image, spec)
         metrics.PREPROCESS_DURATION.labels(self.model.spec.name).observe(time.perf_counter() - started)
         return Prepared(tensor, decoded.image, placement)

@@ -27,6 +27,7 @@ METHOD_OPTIONS = {name for method in METHODS.values() for name in method.options
 
 
 class ExplainEndpoint(Endpoint):
+    draws_on_image = True
     methods: ClassVar[tuple[str, ...]]
     default_method: ClassVar[str]
 

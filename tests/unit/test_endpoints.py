@@ -73,3 +73,56 @@ def test_endpoint_metrics_are_recorded(endpoints):
 def test_no_hooks_survive_a_features_call(endpoints, lite0):
     endpoints["efficientnet_lite0-features"].handle([_raw(photo_bytes("coffee"))])
     assert not any(m._forward_hooks for m in lite0.module.modules())
+
+
+def _large_jpegs() -> list[bytes]:
+    from PIL import Image
+
+    from tests.imaging import encode, photo
+    sizes = {"chelsea": (1920, 1080), "coffee": (4000, 3000), "astronaut": (1600, 1600),
+             "rocket": (1200, 1800)}
+    return [encode(Image.fromarray(photo(n)).resize(s, Image.Resampling.BICUBIC), "JPEG", quality=92)
+            for n, s in sizes.items()]
+
+
+def test_large_jpegs_are_decoded_reduced_and_classify_as_in_full(endpoints, lite0):
+    """Classification decodes a large JPEG at 1/2-1/8 scale (libjpeg DCT scaling): the same
+    top-1 and near-identical scores and features as decoding every pixel."""
+    from convscope.endpoints.classify import embed
+    from convscope.preprocess import prepare_input, reduced_decode_size
+
+    config, spec = endpoints["efficientnet_lite0"].config, lite0.spec.input
+    floor = reduced_decode_size(spec)
+    for data in _large_jpegs():
+        full = decode_image(data, config).image
+        reduced = decode_image(data, config, reduce_to=floor).image
+        assert reduced.width < full.width and min(reduced.size) >= floor[0], (full.size, reduced.size)
+        inputs = torch.stack([prepare_input(full, spec)[0], prepare_input(reduced, spec)[0]])
+        with torch.inference_mode():
+            probs = lite0.module(inputs).softmax(dim=1)
+        assert probs[0].argmax() == probs[1].argmax()
+        assert (probs[0] - probs[1]).abs().max() < 0.03  # measured: 0.002-0.016
+        vectors = torch.nn.functional.normalize(embed(lite0, inputs), dim=1)
+        assert float(vectors[0] @ vectors[1]) > 0.99
+        served = endpoints["efficientnet_lite0"].handle([_raw(data)])[0]
+        assert served.predictions[0].class_index == int(probs[1].argmax())
+
+
+def test_png_and_small_jpegs_and_digits_are_never_reduced(endpoints, lite0):
+    from convscope.preprocess import reduced_decode_size
+
+    config, floor = endpoints["efficientnet_lite0"].config, reduced_decode_size(lite0.spec.input)
+    png = decode_image(photo_bytes("astronaut", "PNG"), config, reduce_to=(8, 8)).image
+    assert png.size == (512, 512)
+    small = decode_image(photo_bytes("chelsea"), config, reduce_to=floor).image
+    assert small.size == (451, 300)
+    assert reduced_decode_size(endpoints["digits"].model.spec.input) is None  # mnist crops the ink first
+
+
+def test_explanations_decode_the_client_image_in_full(endpoints):
+    """Overlays and maps are drawn on the client's image: it is never reduced there."""
+    data = _large_jpegs()[0]
+    cam = endpoints["efficientnet_lite0-cam"]
+    request = cam.parse(_raw(data))
+    assert cam.prepare(request).image.size == (1920, 1080)
+    assert endpoints["efficientnet_lite0"].prepare(endpoints["efficientnet_lite0"].parse(_raw(data))).image.size == (960, 540)
