@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.loadgen import DEADLINES, ENDPOINTS, PROTOCOLS, client_for, closed_loop
+from benchmarks.procs import exit_on_sigterm
 from benchmarks.report import RELIABILITY, publish
 from convscope.serving import start
 from tests.imaging import held_out_digits, photo_bytes
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=60, help="seconds the capacity level is held")
     parser.add_argument("--write", action="store_true", help="append the table to RELIABILITY.md")
     args = parser.parse_args()
+    exit_on_sigterm()
     images = images_for(args.model)
     results = []
     with tempfile.TemporaryDirectory(prefix="convscope-load-") as tmp:

@@ -69,3 +69,12 @@ def group_usage(groups: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
         seen = [u for u in (usage(pid) for pid in pids) if u is not None]
         totals[group] = (sum(u.rss_bytes for u in seen), sum(u.fds for u in seen))
     return totals
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` so a benchmark's ``finally`` stops the server it started:
+    the server runs in sessions of its own and would outlive a killed script."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda number, _frame: sys.exit(128 + number))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.load import RESULTS, images_for, serve_one
 from benchmarks.loadgen import PROTOCOLS, client_for, open_loop
-from benchmarks.procs import GROUPS, group_usage, server_processes
+from benchmarks.procs import GROUPS, exit_on_sigterm, group_usage, server_processes
 from benchmarks.report import RELIABILITY, publish
 
 GOAL = 0.10
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--capacities", type=Path, default=RESULTS)
     parser.add_argument("--write", action="store_true", help="append the result to RELIABILITY.md")
     args = parser.parse_args()
+    exit_on_sigterm()
     if not args.capacities.exists():
         raise SystemExit(f"{args.capacities} not found: run benchmarks/load.py first")
     capacities = json.loads(args.capacities.read_text())
