@@ -12,6 +12,7 @@ Example (``model_store/digits.toml``)::
     weights = "build/digits.safetensors"  # .safetensors, or a state dict (.pt/.pth) read weights_only
     labels = ["0", "1", ...]              # or a path to a JSON list of names
     endpoints = ["classify", "features", "saliency", "cam"]   # the default: all
+    runtime = "torch"                     # torch | onnx (ONNX Runtime for forward passes)
 
     [input]
     size = [28, 28]        # H, W of the network input
@@ -51,6 +52,8 @@ ENDPOINTS = ("classify", "features", "saliency", "cam", "neighbours")
 RESIZE_MODES = ("squash", "center_crop", "mnist")
 INVERT_MODES = ("never", "auto")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+RUNTIMES = ("torch", "onnx")
+"""torch: PyTorch runs everything; onnx: forward passes run on ONNX Runtime (docs/onnx.md)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,13 @@ class ModelSpec:
     weights_sha256: str = ""
     """SHA-256 of the weights file, written by ``convscope-archive`` into the archived spec and
     checked before the weights are read: a corrupted or swapped file is refused. Empty: none."""
+    runtime: str = "torch"
+    """What runs forward passes: "torch", or "onnx" (ONNX Runtime; gradients stay on PyTorch)."""
+    onnx: Path | None = None
+    """The exported graph, written by ``convscope-archive`` for ``runtime = "onnx"``; None in a
+    recipe (the model is then exported in memory when it loads)."""
+    onnx_sha256: str = ""
+    """SHA-256 of ``onnx``, recorded and checked like ``weights_sha256``."""
 
     def serving_for(self, endpoint: str) -> ServingSpec:
         return self.serving.get(endpoint, DEFAULT_SERVING.get(endpoint, ServingSpec()))
@@ -214,6 +224,19 @@ def _labels(value: Any, base: Path, num_classes: int, confine: bool = False) -> 
     return tuple(value)
 
 
+def _runtime(doc: dict[str, Any], base: Path, confine: bool) -> dict[str, Any]:
+    """``runtime``, ``onnx`` and ``onnx_sha256``, popped from ``doc`` and validated."""
+    runtime, onnx, digest = doc.pop("runtime", "torch"), doc.pop("onnx", None), doc.pop("onnx_sha256", "")
+    if runtime not in RUNTIMES:
+        raise SpecError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if (onnx is not None or digest) and runtime != "onnx":
+        raise SpecError("onnx and onnx_sha256 apply only with runtime = 'onnx'")
+    if onnx is not None and not isinstance(onnx, str):
+        raise SpecError(f"onnx must be a path, got {onnx!r}")
+    return {"runtime": runtime, "onnx_sha256": digest,
+            "onnx": None if onnx is None else _inside(base, onnx, "onnx", confine)}
+
+
 def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelSpec:
     """Validate a spec document; relative paths resolve against ``base`` (the spec's folder);
     with ``confine`` (a spec inside an archive) they must stay inside it."""
@@ -239,6 +262,7 @@ def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelS
     _check_index(index)
     description = doc.pop("description", "")
     weights_sha256 = doc.pop("weights_sha256", "")
+    runtime = _runtime(doc, base, confine)
     if doc:
         raise SpecError(f"unknown top-level key(s) {sorted(doc)}")
     if ":" not in arch:
@@ -247,7 +271,8 @@ def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelS
                      weights=_inside(base, weights, "weights", confine),
                      labels=_labels(labels, base, num_classes, confine),
                      input=input_spec, layers=layers, endpoints=endpoints, serving=serving,
-                     index=index, description=description, weights_sha256=weights_sha256)
+                     index=index, description=description, weights_sha256=weights_sha256,
+                     **runtime)
 
 
 def read_spec_document(path: str | Path) -> dict[str, Any]:
@@ -263,6 +288,8 @@ def read_spec_document(path: str | Path) -> dict[str, Any]:
 def load_spec(path: str | Path, weights: Path | None = None, confine: bool = False) -> ModelSpec:
     """Read and validate a spec file; relative paths resolve against its folder (and with
     ``confine`` must stay in it). ``weights`` replaces the spec's weights file (``--weights`` of
-    the archive and index tools), and with it any recorded digest."""
+    the archive and index tools), and with it any recorded digest and any ONNX export of the
+    old weights."""
     spec = parse_spec(read_spec_document(path), Path(path).parent, confine)
-    return spec if weights is None else replace(spec, weights=Path(weights).resolve(), weights_sha256="")
+    return spec if weights is None else replace(spec, weights=Path(weights).resolve(), weights_sha256="",
+                                                onnx=None, onnx_sha256="")

@@ -30,7 +30,7 @@ class ConvScopeHandler:
         config = EngineConfig.from_mapping((context.model_yaml_config or {}).get("convscope"))
         torch.set_num_threads(config.intra_op_threads)
         spec = load_spec(Path(props["model_dir"]) / "spec.json", confine=True)  # only the archive's own files
-        model = load_model(spec, choose_device(props.get("gpu_id")))
+        model = load_model(spec, choose_device(props.get("gpu_id")), config.intra_op_threads)
         endpoint = endpoint_for(context.model_name, spec.name)
         if endpoint in EXPLANATION_ENDPOINTS:  # explanations yield the CPU to the fast endpoints
             os.nice(config.explanation_niceness)

@@ -6,7 +6,9 @@ The spec is validated and the model is loaded once (weights must fit the archite
 feature and CAM layers must resolve) before anything is written, so a broken model fails here,
 not in a worker. The ``.mar`` holds the handler, ``spec.json`` (the spec with paths made
 archive-relative), the weights and ``labels.json``; it is served under one name per endpoint by
-``convscope-serve``.
+``convscope-serve``. For ``runtime = "onnx"`` it also holds ``model.onnx`` (logits, feature
+vector and CAM map as outputs, dynamic batch), its SHA-256 recorded in the spec, and checked
+against the PyTorch model before the archive is written (docs/onnx.md).
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from ..errors import SpecError
 from ..index import SEED_FILE
 from ..models import load_model
+from ..models.forward import OUTPUT_NAMES
 from ..models.weights import sha256_of
 from ..spec import load_spec, parse_spec, read_spec_document
 
@@ -31,11 +38,46 @@ HANDLER = Path(__file__).resolve().parents[2] / "handlers" / "convscope_handler.
 VERSION = "1.0"
 
 
-def _archive_document(spec_path: Path, weights_file: Path) -> dict:
+ONNX_FILE = "model.onnx"
+PARITY_TOLERANCE = 1e-3
+"""Largest |difference| allowed between the ONNX and PyTorch outputs on the archive-time check."""
+
+
+def _archive_document(spec_path: Path, weights_file: Path, onnx_file: Path | None) -> dict:
     doc = read_spec_document(spec_path)
     doc["weights"], doc["labels"] = weights_file.name, "labels.json"
     doc["weights_sha256"] = sha256_of(weights_file)  # checked by every worker before it loads
+    if onnx_file is not None:
+        doc["onnx"], doc["onnx_sha256"] = onnx_file.name, sha256_of(onnx_file)
     return doc
+
+
+def _export(spec, model, stage: Path) -> Path | None:
+    """``model.onnx`` in ``stage`` when the spec asks for ONNX Runtime; None otherwise."""
+    if spec.runtime != "onnx":
+        return None
+    from ..models.onnx_runtime import export_onnx
+
+    export_onnx(model.module, model.layers, model.input_shape, stage / ONNX_FILE)
+    return stage / ONNX_FILE
+
+
+def check_twins(torch_model, onnx_model, batch: int = 3) -> float:
+    """The largest |difference| of logits, features and CAM maps between the two models on a
+    fixed random batch; a ``SpecError`` above ``PARITY_TOLERANCE`` (relative to the outputs'
+    scale): an export that computes something else never reaches a worker."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn((batch, *torch_model.input_shape), generator=generator).to(torch_model.device)
+    ours, theirs = onnx_model.forward(inputs), torch_model.forward(inputs)
+    worst = 0.0
+    for name in OUTPUT_NAMES:
+        a, b = getattr(ours, name).float(), getattr(theirs, name).float()
+        difference = float((a - b).abs().max())
+        if difference > PARITY_TOLERANCE * max(1.0, float(b.abs().max())):
+            raise SpecError(f"the ONNX export of {torch_model.spec.name} differs from PyTorch by "
+                            f"{difference:.3g} in {name}: refused")
+        worst = max(worst, difference)
+    return worst
 
 
 def model_config(spec) -> str:
@@ -63,7 +105,7 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
     """Write ``<export_path>/<name>.mar``; return its path. ``gallery``: an index snapshot that
     seeds ``<name>-neighbours`` the first time it starts."""
     spec = load_spec(spec_path, weights)
-    model = load_model(spec)
+    model = load_model(replace(spec, runtime="torch"))  # the PyTorch twin; ONNX is exported below
     print(f"{spec.name}: {spec.arch}, feature layer {model.layers.feature.label} "
           f"({model.layers.feature_dim}-dim), CAM layer {model.layers.cam.label} {model.layers.cam_shape}")
     export_path.mkdir(parents=True, exist_ok=True)
@@ -73,12 +115,18 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         weights_file = stage / f"weights{spec.weights.suffix}"
         shutil.copyfile(spec.weights, weights_file)
         (stage / "labels.json").write_text(json.dumps(list(spec.labels)))
-        doc = _archive_document(spec_path, weights_file)
+        onnx_file = _export(spec, model, stage)
+        doc = _archive_document(spec_path, weights_file, onnx_file)
         (stage / "spec.json").write_text(json.dumps(doc, indent=2))
-        parse_spec(doc, stage, confine=True)  # the archived spec must validate on its own
+        archived = parse_spec(doc, stage, confine=True)  # the archived spec must validate on its own
+        if onnx_file is not None:
+            print(f"{spec.name}: {ONNX_FILE} matches PyTorch within "
+                  f"{check_twins(model, load_model(archived)):.2g}")
         (stage / CARD_FILE).write_text(json.dumps(model_card(spec, model), indent=2))
         (stage / "model-config.yaml").write_text(model_config(spec))
         extra = [stage / "spec.json", stage / "labels.json", stage / CARD_FILE]
+        if onnx_file is not None:
+            extra.append(onnx_file)
         if gallery is not None:
             extra.append(stage / SEED_FILE)
             shutil.copyfile(gallery, extra[-1])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..envelope import Param
-from ..models import LoadedModel, capture
+from ..models import LoadedModel
 from ..schemas import (
     ClassifyRequest,
     ClassifyResult,
@@ -21,12 +21,7 @@ from .base import Endpoint, Prepared
 
 def embed(model: LoadedModel, inputs: torch.Tensor) -> torch.Tensor:
     """float32 [B, D] embeddings at the feature layer (spatial maps are average-pooled)."""
-    with capture({"feature": model.layers.feature}) as seen, torch.inference_mode():
-        model.module(inputs)
-    vectors = seen["feature"]
-    if vectors.ndim == 4:
-        vectors = vectors.mean(dim=(2, 3))
-    return vectors.flatten(1).float()
+    return model.forward(inputs).features
 
 
 class ClassifyEndpoint(Endpoint):
@@ -41,8 +36,7 @@ class ClassifyEndpoint(Endpoint):
 
     def run(self, requests: list[ClassifyRequest], inputs: torch.Tensor,
             prepared: list[Prepared]) -> list[ClassifyResult]:
-        with torch.inference_mode():
-            probs = self.model.module(inputs).float().softmax(dim=1)
+        probs = self.model.forward(inputs, taps=False).logits.float().softmax(dim=1)
         k = max(r.top_k for r in requests)
         scores, classes = (t.cpu() for t in probs.topk(k, dim=1))
         labels, name = self.model.spec.labels, self.model.spec.name

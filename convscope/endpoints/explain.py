@@ -90,8 +90,7 @@ class ExplainEndpoint(Endpoint):
 
     def run(self, requests: list[ExplainRequest], inputs: torch.Tensor,
             prepared: list[Prepared]) -> list[Any]:
-        with torch.inference_mode():
-            probs = self.model.module(inputs).float().softmax(dim=1)
+        probs = self.model.forward(inputs, taps=False).logits.float().softmax(dim=1)
         targets = torch.tensor([r.target if r.target is not None else int(probs[i].argmax())
                                 for i, r in enumerate(requests)], device=inputs.device)
         groups: dict[tuple, list[int]] = {}

@@ -103,7 +103,12 @@ def layer_recording(tap: Tap) -> Iterator[dict[str, torch.Tensor]]:
 
 def activations_and_gradients(job: Job, need_grads: bool = True
                               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The layer's activations A [B, K, h, w], d logit_target / dA (or None) and the logits."""
+    """The layer's activations A [B, K, h, w], d logit_target / dA (or None) and the logits.
+    Without gradients, the model's own CAM layer comes from ``LoadedModel.forward`` (ONNX
+    Runtime where the model runs on it); any other layer is recorded on the PyTorch module."""
+    if not need_grads and job.layer == job.model.layers.cam:
+        outputs = job.model.forward(job.inputs)
+        return outputs.cam, None, outputs.logits
     with layer_recording(job.layer) as seen, torch.enable_grad():
         logits = job.model.module(job.inputs.detach().requires_grad_(need_grads))
         activations = seen["layer"]

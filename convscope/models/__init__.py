@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..spec import ModelSpec
+from .forward import Outputs, torch_forward
 from .layers import Layers, Tap, capture, discover_layers, resolve_tap
 from .registry import build_architecture
 from .weights import load_weights, read_state_dict
 
-__all__ = ["LoadedModel", "Layers", "Tap", "build_architecture", "capture", "choose_device",
+if TYPE_CHECKING:  # onnxruntime is optional: imported only for the models that ask for it
+    from .onnx_runtime import OnnxSession
+
+__all__ = ["Layers", "LoadedModel", "Outputs", "Tap", "build_architecture", "capture", "choose_device",
            "discover_layers", "load_model", "load_weights", "read_state_dict", "resolve_tap"]
 
 
@@ -25,10 +30,22 @@ class LoadedModel:
     module: nn.Module
     device: torch.device
     layers: Layers
+    onnx: OnnxSession | None = None
+    """The ONNX Runtime twin when the spec says ``runtime =
+    "onnx"``; None: PyTorch runs everything."""
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.spec.input.channels, *self.spec.input.size)
+
+    def forward(self, inputs: torch.Tensor, taps: bool = True) -> Outputs:
+        """Logits (and, with ``taps``, the feature vector and CAM map) of inputs float32 [B, C, H, W]
+        on this model's device, without gradients. The one place that chooses the runtime: ONNX
+        Runtime when the model has a session, else the PyTorch module. Gradient methods use
+        ``module`` itself."""
+        if self.onnx is not None:
+            return self.onnx.run(inputs, taps)
+        return torch_forward(self.module, self.layers, inputs, taps)
 
 
 def choose_device(gpu_id: int | str | None) -> torch.device:
@@ -38,7 +55,10 @@ def choose_device(gpu_id: int | str | None) -> torch.device:
     return torch.device("cpu")
 
 
-def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
+def load_model(spec: ModelSpec, device: torch.device | None = None,
+               threads: int | None = None) -> LoadedModel:
+    """The spec's model on ``device`` (default: the CPU), and for ``runtime = "onnx"`` its ONNX
+    Runtime session with ``threads`` intra-op threads (default: torch's own thread count)."""
     device = device or torch.device("cpu")
     module = build_architecture(spec.arch, spec.num_classes, spec.input.channels)
     load_weights(module, spec.weights, spec.weights_sha256)
@@ -47,4 +67,10 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
         parameter.requires_grad_(False)
     shape = (spec.input.channels, *spec.input.size)
     layers = discover_layers(module, shape, spec.num_classes, spec.layers.feature, spec.layers.cam)
-    return LoadedModel(spec=spec, module=module, device=device, layers=layers)
+    session = None
+    if spec.runtime == "onnx":
+        from .onnx_runtime import open_onnx
+
+        session = open_onnx(spec.onnx, spec.onnx_sha256, module, layers, shape, device,
+                            threads or torch.get_num_threads())
+    return LoadedModel(spec=spec, module=module, device=device, layers=layers, onnx=session)

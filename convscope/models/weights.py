@@ -48,11 +48,17 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_digest(actual: str, expected: str, name: str, what: str = "weights file") -> None:
+    """Refuse a file whose SHA-256 ``actual`` is not the ``expected`` one the archive recorded."""
+    if expected and actual != expected:
+        raise SpecError(f"{what} {name} does not match the SHA-256 recorded in the "
+                        "archive: corrupted or replaced, refused")
+
+
 def verify_digest(path: str | Path, expected: str) -> None:
     """Refuse a weights file whose SHA-256 is not the one the archive recorded."""
-    if expected and Path(path).is_file() and sha256_of(path) != expected:
-        raise SpecError(f"weights file {Path(path).name} does not match the SHA-256 recorded in the "
-                        "archive: corrupted or replaced, refused")
+    if expected and Path(path).is_file():
+        check_digest(sha256_of(path), expected, Path(path).name)
 
 
 def load_weights(model: nn.Module, path: str | Path, sha256: str = "") -> nn.Module:

@@ -33,7 +33,7 @@ class ScoreCam(CamMethod):
                 # A constant map min-max scales to an all-zero mask: every such channel masks the
                 # input to zeros, so one forward answers for all of them (exact, and on
                 # ReLU networks often half the channels).
-                zero = job.model.module(torch.zeros_like(x)[None])
+                zero = job.model.forward(torch.zeros_like(x)[None], taps=False).logits
                 scores[constant] = target_scores(zero, target[None])[0]
             varying = (~constant).nonzero().flatten()
             for start in range(0, len(varying), job.chunk_size):
@@ -44,7 +44,7 @@ class ScoreCam(CamMethod):
                 low = masks.amin(dim=(1, 2), keepdim=True)
                 high = masks.amax(dim=(1, 2), keepdim=True)
                 masks = (masks - low) / (high - low + 1e-8)
-                logits = job.model.module(x[None] * masks[:, None])
+                logits = job.model.forward(x[None] * masks[:, None], taps=False).logits
                 scores[chosen] = target_scores(logits, target.expand(len(masks)))
         return scores
 

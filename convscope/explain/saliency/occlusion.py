@@ -49,13 +49,14 @@ class Occlusion(SaliencyMethod):
         total = torch.zeros(len(x), height, width, device=x.device)
         count = window_masks(tops, lefts, window, height, width)[:, 0].sum(dim=0)
         with torch.inference_mode():
-            clean = target_scores(job.model.module(x), targets)
+            clean = target_scores(job.model.forward(x, taps=False).logits, targets)
             # Occluded copies of all the batch's images, chunk_size per forward pass.
             for segments in spread(len(tops), len(x), job.chunk_size):
                 owners = torch.cat([torch.full((b - a,), item, device=x.device) for item, a, b in segments])
                 masks = torch.cat([window_masks(tops[a:b], lefts[a:b], window, height, width)
                                    for _, a, b in segments])
                 occluded = x[owners] * (1 - masks) + value[None] * masks
-                drops = clean[owners] - target_scores(job.model.module(occluded), targets[owners])
+                drops = clean[owners] - target_scores(job.model.forward(occluded, taps=False).logits,
+                                                     targets[owners])
                 total.index_add_(0, owners, drops[:, None, None] * masks[:, 0])
         return total / count.clamp(min=1)
