@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java prometheus store serve test test-unit reliability proto archive clean distclean
+.PHONY: setup java prometheus store serve test test-unit reliability bench proto archive clean distclean
 
 setup: $(STAMP) java prometheus
 
@@ -57,6 +57,12 @@ reliability: setup store
 	$(PY) benchmarks/index_crash.py --cycles 120 --seed 0 --write
 	$(PY) benchmarks/load.py --hold 60 --write
 	$(PY) benchmarks/soak.py --minutes 30 --load 0.7 --write
+
+# The benchmark suite behind BENCHMARKS.md (issue 9): every row measured side by side in one run and
+# appended to BENCHMARKS.md as one dated section (about 10 min on 2 cores). QUICK=1: scaled down
+# (about 3 min), written to var/bench/quick.md instead; tests/integration/test_bench.py runs it.
+bench: setup store
+	$(PY) benchmarks/suite.py $(if $(QUICK),--quick --out var/bench/quick.md,--write)
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
 proto: $(STAMP)

@@ -127,6 +127,44 @@ def floor_call(model: LoadedModel, x, targets):
     return run
 
 
+def measure(models: list[str], batches: list[int], methods: list[str], device: torch.device,
+            repeats: int = 3, log=print) -> list[tuple]:
+    """Rows (model, method, batch, ours s/img, peer s/img or None, floor s/img or None)."""
+    rows = []
+    for model_name in models:
+        model = model_for(model_name, device)
+        for batch in batches:
+            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(device)
+            targets = torch.arange(batch, device=device) * 37 % 1000
+            for method in methods:
+                if method == "cam" and not model.layers.cam_feeds_head:
+                    continue
+                layer = model.layers.cam if METHODS[method].family == "cam" else None
+                job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
+                          CHUNK, layer)
+                n = 1 if method in ("scorecam", "occlusion", "smoothgrad", "integrated_gradients") else repeats
+                ours = timed(lambda: METHODS[method].explain(job), device, n) / batch
+                peer = peer_call(method, model, x, targets)
+                theirs = timed(peer, device, n) / batch if peer else None
+                floor = (timed(floor_call(model, x, targets), device, 1) / batch
+                         if method in ("smoothgrad", "integrated_gradients") else None)
+                rows.append((model_name, method, batch, ours, theirs, floor))
+                log(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
+                    f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
+                    f"floor {'-' if floor is None else f'{floor * 1000:9.1f}'}")
+    return rows
+
+
+def goal_status(method: str, ours: float, theirs: float | None,
+                floor: float | None) -> tuple[str, bool] | None:
+    """(goal text, met) of ``method``'s goal in issue 4, or None when it has none (or no peer ran)."""
+    if method not in GOALS or not theirs:
+        return None
+    peer, need = GOALS[method]
+    ok = theirs / ours >= need and (floor is None or ours / floor <= 1.2)
+    return f">= {need:g}x {peer}{', <= 1.2 floor' if floor else ''}", ok
+
+
 def main() -> None:
     global CHUNK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -142,30 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     CHUNK = args.chunk
     device = torch.device(args.device)
-    rows = []
-    for model_name in args.models:
-        model = model_for(model_name, device)
-        for batch in args.batches:
-            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(device)
-            targets = torch.arange(batch, device=device) * 37 % 1000
-            for method in args.methods:
-                if method == "cam" and not model.layers.cam_feeds_head:
-                    continue
-                layer = model.layers.cam if METHODS[method].family == "cam" else None
-                job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
-                          CHUNK, layer)
-                repeats = 1 if method in ("scorecam", "occlusion", "smoothgrad", "integrated_gradients") else args.repeats
-                ours = timed(lambda: METHODS[method].explain(job), device, repeats) / batch
-                peer = peer_call(method, model, x, targets)
-                theirs = timed(peer, device, repeats) / batch if peer else None
-                floor = (timed(floor_call(model, x, targets), device, 1) / batch
-                         if method in ("smoothgrad", "integrated_gradients") else None)
-                rows.append((model_name, method, batch, ours, theirs, floor))
-                print(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
-                      f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
-                      f"floor {'-' if floor is None else f'{floor * 1000:9.1f}'}", flush=True)
-    text = report(rows, device)
-    publish(text, args.write, args.out)
+    rows = measure(args.models, args.batches, args.methods, device, args.repeats,
+                   log=lambda line: print(line, flush=True))
+    publish(report(rows, device), args.write, args.out)
 
 
 def report(rows, device) -> str:
@@ -175,11 +192,8 @@ def report(rows, device) -> str:
     for model, method, batch, ours, theirs, floor in rows:
         speedup = f"{theirs / ours:.2f}x" if theirs else "-"
         ratio = f"{ours / floor:.2f}" if floor else "-"
-        goal = "-"
-        if method in GOALS and theirs:
-            peer, need = GOALS[method]
-            ok = theirs / ours >= need and (floor is None or ours / floor <= 1.2)
-            goal = f"{'met' if ok else 'MISSED'} (>= {need:g}x {peer}{', <= 1.2 floor' if floor else ''})"
+        status = goal_status(method, ours, theirs, floor)
+        goal = f"{'met' if status[1] else 'MISSED'} ({status[0]})" if status else "-"
         lines.append(f"| {model} | `{method}` | {batch} | {ours * 1000:.1f} | "
                      f"{'-' if theirs is None else f'{theirs * 1000:.1f}'} | {speedup} | {ratio} | {goal} |")
     return (f"\n## Explanation speed against the peers ({time.strftime('%Y-%m-%d')}, {name})\n\n"

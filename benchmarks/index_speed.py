@@ -366,7 +366,8 @@ def replay_times(root: Path, mixture: Mixture, sizes: list[int]) -> list[dict]:
 
 # -- main ---------------------------------------------------------------------------------------------
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options below (``--quick`` applied); ``argv`` default: the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10k vectors only, 1 round: a smoke test (seconds)")
     parser.add_argument("--sizes", default="10k,100k,1m", help="gallery sizes for exact search")
@@ -376,17 +377,25 @@ def main() -> None:
     parser.add_argument("--replay-sizes", default="5k,10k,20k",
                         help="log lengths for the full-replay reopen (no snapshot)")
     parser.add_argument("--add-rounds", type=int, default=3)
+    parser.add_argument("--no-adds", action="store_true", help="leave out the add-throughput measurements")
     parser.add_argument("--skip", default="", help="dim:size pairs to leave out of exact search, e.g. 1280:1m")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads while searching (service: 1)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=REPO / "var" / "bench-index")
     parser.add_argument("--write", action="store_true", help="append the tables to BENCHMARKS.md")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.sizes = args.ann_sizes = args.recovery_size = "10k"
         args.replay_sizes = "2k,4k"
         args.rounds = args.add_rounds = 1
+    return args
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every measurement ``args`` asks for: ``exact_rows``, ``ann`` (HNSW/IVF rows, each with
+    ``recall``, ``qps_ratio``, ``speedup``, ``default``), ``recovery``, ``replays``, ``adds``,
+    ``elapsed``, ``load_start``, ``build_threads``."""
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     ann_sizes = {parse_size(s) for s in args.ann_sizes.split(",") if s}
     recovery_size = parse_size(args.recovery_size)
@@ -478,12 +487,17 @@ def main() -> None:
         faiss.omp_set_num_threads(build_threads)
         replays += replay_times(root, mixture, replay_sizes)
         print(f"[{time.perf_counter() - run_start:6.0f} s] dim {dim}: add throughput", flush=True)
-        adds += add_throughput(root, mixture, singles=300 if args.quick else 2000,
-                               batches=30 if args.quick else 200, rounds=args.add_rounds)
+        if not args.no_adds:
+            adds += add_throughput(root, mixture, singles=300 if args.quick else 2000,
+                                   batches=30 if args.quick else 200, rounds=args.add_rounds)
 
-    elapsed = time.perf_counter() - run_start
-    text = report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, build_threads)
-    publish(text, args.write, args.out)
+    return {"exact_rows": exact_rows, "ann": ann, "recovery": recovery, "replays": replays, "adds": adds,
+            "elapsed": time.perf_counter() - run_start, "load_start": load_start, "build_threads": build_threads}
+
+
+def main() -> None:
+    args = parse_args()
+    publish(report(args, **measure(args)), args.write, args.out)
 
 
 def report(args, exact_rows, ann, recovery, replays, adds, elapsed, load_start, build_threads) -> str:

@@ -45,32 +45,45 @@ def top10(gallery: np.ndarray, queries: np.ndarray, spec: IndexSpec) -> tuple[li
     return [[int(n.id) for n in row] for row in hits], seconds / len(queries)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
+def measure() -> dict:
+    """``precision``: (space, metric, precision@10, worst class, its precision@10) rows;
+    ``recall``: (index type, recall@10 vs exact, search seconds per query) rows, exact first."""
     model = load_model(load_spec(REPO / "model_store" / "digits.toml"))
     (gf, gp, gl), (qf, qp, ql) = vectors(model, "train"), vectors(model, "held_out")
-    rows = ["| space | metric | precision@10 | worst class (its precision@10) |", "|---|---|---|---|"]
+    precision = []
     for space, gallery, queries in (("feature (128-d)", gf, qf), ("pixel (784-d)", gp, qp)):
         for metric in ("cosine", "l2"):
             hits, _ = top10(gallery, queries, IndexSpec(metric=metric))
             right = np.array([[gl[i] == want for i in row] for row, want in zip(hits, ql)])
             per_class = {c: right[ql == c].mean() for c in np.unique(ql)}
             worst = min(per_class, key=per_class.get)
-            rows.append(f"| {space} | {metric} | {right.mean():.4f} | {worst} ({per_class[worst]:.3f}) |")
+            precision.append((space, metric, float(right.mean()), worst, float(per_class[worst])))
     exact, exact_s = top10(gf, qf, IndexSpec())
-    rows += ["", "| index (defaults) | recall@10 vs exact | search time per query |", "|---|---|---|",
-             f"| flat (exact) | 1.0000 | {exact_s * 1e3:.3f} ms |"]
+    recall = [("flat (exact)", 1.0, exact_s)]
     for kind in ("hnsw", "ivf"):
         hits, seconds = top10(gf, qf, IndexSpec(type=kind))
-        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(hits, exact)])
-        rows.append(f"| {kind} | {recall:.4f} | {seconds * 1e3:.3f} ms |")
+        recall.append((kind, float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(hits, exact)])), seconds))
+    return {"precision": precision, "recall": recall}
+
+
+def tables(result: dict) -> list[str]:
+    rows = ["| space | metric | precision@10 | worst class (its precision@10) |", "|---|---|---|---|"]
+    rows += [f"| {space} | {metric} | {p:.4f} | {worst} ({wp:.3f}) |"
+             for space, metric, p, worst, wp in result["precision"]]
+    rows += ["", "| index (defaults) | recall@10 vs exact | search time per query |", "|---|---|---|"]
+    rows += [f"| {kind} | {r:.4f} | {s * 1e3:.3f} ms |" for kind, r, s in result["recall"]]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
     text = "\n".join(["", "## Nearest-neighbour quality on digits (issue 5)", "",
                       "Command: `.venv/bin/python benchmarks/neighbours_quality.py`. 1,000 held-out MNIST "
                       "digits queried against the 4,000 training digits (the built-in gallery); a neighbour "
                       "is right when its label is the query's. Search times are one batched call of 1,000 "
-                      "queries on 2 cores, divided by 1,000.", "", *rows, ""])
+                      "queries on 2 cores, divided by 1,000.", "", *tables(measure()), ""])
     publish(text, args.write)
 
 

@@ -44,17 +44,19 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
 
 
-def in_process(model_name: str, endpoint: str, count: int) -> list[float]:
+def in_process(model_name: str, endpoint: str, count: int, batch: int = 1, warmup: int = 10) -> list[float]:
+    """Seconds of each of ``count`` ``handler.handle`` calls with ``batch`` copies of the model's
+    image, in this process with a worker's threads (``intra_op_threads``), after ``warmup`` calls."""
     torch.set_num_threads(EngineConfig().intra_op_threads)
     model = load_model(load_spec(STORE / f"{model_name}.toml"))
     handler = build_endpoint(endpoint, model, EngineConfig())
-    payload = Payload({"body": IMAGES[model_name]}, {"body": "image/jpeg"})
-    for _ in range(10):
-        handler.handle([payload])
+    payloads = [Payload({"body": IMAGES[model_name]}, {"body": "image/jpeg"})] * batch
+    for _ in range(warmup):
+        handler.handle(payloads)
     times = []
     for _ in range(count):
         started = time.perf_counter()
-        handler.handle([payload])
+        handler.handle(payloads)
         times.append(time.perf_counter() - started)
     return times
 
