@@ -54,6 +54,18 @@ def _load(model_dir: Path, threads: int = 1):
     return load_model(load_spec(model_dir / "spec.json", confine=True), threads=threads)
 
 
+# The PyTorch side of every comparison. The built-in specs say runtime = "onnx" (the conftest's
+# models run on ONNX Runtime), so this module loads their PyTorch twins under the same names.
+@pytest.fixture(scope="module")
+def digits_model(store):
+    return load_model(replace(load_spec(store / "digits.toml"), runtime="torch"))
+
+
+@pytest.fixture(scope="module")
+def lite0(store):
+    return load_model(replace(load_spec(store / "efficientnet_lite0.toml"), runtime="torch"))
+
+
 @pytest.fixture(scope="module")
 def digits_dir(store, tmp_path_factory):
     return _archived_onnx(store, "digits", tmp_path_factory.mktemp("onnx-digits"))
@@ -102,7 +114,9 @@ def _assert_equal(measured: dict[str, float], cam_scale: float) -> None:
 # --- the spec option --------------------------------------------------------------------------
 
 def _doc(store: Path, **changes) -> dict:
-    return {**read_spec_document(store / "digits.toml"), **changes}
+    doc = read_spec_document(store / "digits.toml")
+    doc.pop("runtime", None)  # the built-in spec chooses onnx; the default is what is tested
+    return {**doc, **changes}
 
 
 def test_runtime_defaults_to_torch_and_is_validated(store):
