@@ -28,7 +28,7 @@ Example (``model_store/digits.toml``)::
 
     [serving.classify]     # one table per endpoint, all keys optional
     batch_size = 8
-    max_batch_delay_ms = 5
+    max_batch_delay_ms = 1
 
     [index]                # the feature index behind <m>-neighbours (IndexSpec)
     backend = "faiss"
@@ -83,7 +83,10 @@ class ServingSpec:
     """TorchServe settings of one endpoint's registration."""
 
     batch_size: int = 8
-    max_batch_delay_ms: int = 5
+    max_batch_delay_ms: int = 1
+    """TorchServe waits up to this long for batch-mates, so a caller alone pays it on every request;
+    under load batches fill while the worker is busy. 1 ms: measured best (benchmarks/batch_tuning.py;
+    0 makes TorchServe wait about 100 ms)."""
     workers: int = 1
     response_timeout_s: int = 60
 
@@ -94,7 +97,7 @@ DEFAULT_SERVING = {
     "saliency": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=300),
     "cam": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=600),
     # One worker: the index has exactly one writer (see convscope.index).
-    "neighbours": ServingSpec(batch_size=8, max_batch_delay_ms=5, workers=1),
+    "neighbours": ServingSpec(batch_size=8, max_batch_delay_ms=1, workers=1),
 }
 
 INDEX_BACKENDS = ("faiss", "milvus")
