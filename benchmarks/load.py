@@ -87,7 +87,8 @@ def table(model: str, results: list[dict], args) -> str:
         ramp = ", ".join(f"{x['concurrency']}: {x['throughput']:.1f}/s"
                          + (f" ({x['failed']} err)" if x["failed"] else "") for x in r["ramp"])
         if c:
-            rows.append(f"| {r['endpoint']} | {r['protocol']} | {DEADLINES[r['endpoint']]:g} s | **{c['concurrency']}** | "
+            level = f"**{c['concurrency']}**" + (" (the ramp's top)" if c["concurrency"] == LEVELS[-1] else "")
+            rows.append(f"| {r['endpoint']} | {r['protocol']} | {DEADLINES[r['endpoint']]:g} s | {level} | "
                         f"{c['answered']} / {c['failed']} | {c['throughput']:.1f} | {c['p50_ms']:.0f} | "
                         f"{c['p95_ms']:.0f} | {c['p99_ms']:.0f} | {ramp} |")
         else:
