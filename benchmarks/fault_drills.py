@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
-import psutil
 import requests
 
+from benchmarks.procs import server_processes, usage
 from convscope.build.archive import archive
 from convscope.serving import start
 from convscope.spec import read_spec_document
@@ -129,31 +129,9 @@ def worker_pid(server, name: str) -> int:
 
 # -- memory -----------------------------------------------------------------------------------
 
-def process_groups(server) -> dict[str, list[psutil.Process]]:
-    """frontend (TorchServe's Java process), workers (its children: one Python process per
-    worker), gateway (its process and any children)."""
-    groups: dict[str, list[psutil.Process]] = {"frontend": [], "workers": [], "gateway": []}
-    try:
-        launcher = psutil.Process(server.process.pid)
-        for child in launcher.children(recursive=True):
-            if child.name() == "java":
-                groups["frontend"].append(child)
-                groups["workers"] += child.children(recursive=True)
-        gateway = psutil.Process(server.gateway.pid)
-        groups["gateway"] = [gateway] + gateway.children(recursive=True)
-    except psutil.Error:
-        pass
-    return groups
-
-
-def rss_mb(processes: list[psutil.Process]) -> float:
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of ``pids`` in MiB (processes already gone count 0)."""
+    return sum(u.rss_bytes for u in map(usage, pids) if u is not None) / 2**20
 
 
 @dataclass
@@ -171,14 +149,11 @@ class RssSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            groups = process_groups(self.server)
-            row = {name: rss_mb(procs) for name, procs in groups.items()}
+            groups = server_processes(self.server)
+            row = {name: rss_mb(pids) for name, pids in groups.items()}
             row["worker count"] = len(groups["workers"])
             for label, pid in self.extra.items():
-                try:
-                    row[label] = rss_mb([psutil.Process(pid)])
-                except psutil.Error:
-                    row[label] = 0.0
+                row[label] = rss_mb([pid])
             self.samples.append((time.monotonic(), row))
             self._stop.wait(self.period)
 
