@@ -7,7 +7,7 @@ the environment or a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .errors import SpecError
@@ -48,7 +48,7 @@ class EngineConfig:
     """Explanation maps are aligned with the client image; images with a longer side are
     answered at this size (aspect kept)."""
 
-    explanation_niceness: int = 5
+    explanation_niceness: int = field(default=5, metadata={"range": (0, 19)})
     """The saliency and CAM workers lower their CPU priority by this much (``nice``): on a
     shared CPU the scheduler then favours classification, features and search, so a stream of
     Score-CAM requests cannot starve them (benchmarks/starvation.py)."""
@@ -65,7 +65,7 @@ class EngineConfig:
         if unknown:
             raise SpecError(f"unknown engine config key(s) {unknown}; known: {sorted(known)}")
         for key, value in values.items():
-            low, high = (0, 19) if key == "explanation_niceness" else (1, None)
+            low, high = known[key].metadata.get("range", (1, None))  # a positive integer unless the field says
             if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
                 raise SpecError(f"engine config {key} must be an integer from {low}"
                                 f"{f' to {high}' if high else ' up'}, got {value!r}")

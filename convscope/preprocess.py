@@ -247,6 +247,18 @@ def prepare_input(image: Image.Image, spec: InputSpec) -> tuple[torch.Tensor, Pl
     return torch.from_numpy(np.ascontiguousarray((array - mean) / std)), placement
 
 
+def image_input(data: bytes, spec: InputSpec, config: EngineConfig, full_image: bool = False
+                ) -> tuple[Image.Image, torch.Tensor, Placement]:
+    """Client bytes to (decoded RGB image, network input float32 [C, H, W], placement): the path
+    of every endpoint and of the gallery tools. ``full_image``: decode every pixel (explanations
+    draw on the image); otherwise a large JPEG is decoded at reduced scale
+    (``reduced_decode_size``), which the input barely notices."""
+    reduce_to = None if full_image else reduced_decode_size(spec)
+    image = decode_image(data, config, spec.alpha_background, reduce_to).image
+    tensor, placement = prepare_input(image, spec)
+    return image, tensor, placement
+
+
 def to_tensor(image: Image.Image, spec: InputSpec) -> torch.Tensor:
     """``prepare_input`` without the placement."""
     return prepare_input(image, spec)[0]

@@ -29,7 +29,7 @@ from ..endpoints.classify import embed
 from ..errors import ServiceError
 from ..index import Entry, FeatureIndex, open_index
 from ..models import LoadedModel, load_model
-from ..preprocess import decode_image, prepare_input, reduced_decode_size, to_tensor
+from ..preprocess import image_input, to_tensor
 from ..spec import load_spec
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,7 @@ def folder_items(root: Path, model: LoadedModel, config: EngineConfig) -> list[I
     """Every image under ``root``, sorted; the first sub-folder is the label."""
     def loader(path: Path) -> Callable[[], torch.Tensor]:
         def load() -> torch.Tensor:
-            image = decode_image(path.read_bytes(), config, model.spec.input.alpha_background,
-                                 reduced_decode_size(model.spec.input)).image  # as the endpoints do
-            return prepare_input(image, model.spec.input)[0]
+            return image_input(path.read_bytes(), model.spec.input, config)[1]  # as the endpoints do
         return load
 
     items = []

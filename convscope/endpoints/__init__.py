@@ -8,14 +8,14 @@ from ..index import FeatureIndex
 from ..models import LoadedModel
 from .base import Endpoint, Prepared
 from .classify import ClassifyEndpoint, FeaturesEndpoint
-from .explain import CamEndpoint, SaliencyEndpoint
+from .explain import CamEndpoint, ExplainEndpoint, SaliencyEndpoint
 from .neighbours import NeighboursEndpoint
 
 ENDPOINTS: dict[str, type[Endpoint]] = {cls.name: cls for cls in (
     ClassifyEndpoint, FeaturesEndpoint, SaliencyEndpoint, CamEndpoint, NeighboursEndpoint)}
 SUFFIXES = {"classify": "", "features": "-features", "saliency": "-saliency", "cam": "-cam",
             "neighbours": "-neighbours"}
-EXPLANATION_ENDPOINTS = ("saliency", "cam")
+EXPLANATION_ENDPOINTS = tuple(name for name, cls in ENDPOINTS.items() if issubclass(cls, ExplainEndpoint))
 """Many forward passes per image: their workers run at a lower CPU priority."""
 
 

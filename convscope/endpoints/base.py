@@ -22,7 +22,7 @@ from ..config import EngineConfig
 from ..envelope import Param, Payload, parse_params, split_payload
 from ..errors import InternalError, ServiceError
 from ..models import LoadedModel
-from ..preprocess import Placement, batch, decode_image, prepare_input, reduced_decode_size
+from ..preprocess import Placement, batch, image_input
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,10 @@ class Endpoint(ABC):
         if not request.image and not self.image_required:
             return None
         started = time.perf_counter()
-        spec = self.model.spec.input
-        reduce_to = None if self.draws_on_image else reduced_decode_size(spec)
-        decoded = decode_image(request.image, self.config, spec.alpha_background, reduce_to)
-        tensor, placement = prepare_input(decoded.image, spec)
+        image, tensor, placement = image_input(request.image, self.model.spec.input, self.config,
+                                               full_image=self.draws_on_image)
         metrics.PREPROCESS_DURATION.labels(self.model.spec.name).observe(time.perf_counter() - started)
-        return Prepared(tensor, decoded.image, placement)
+        return Prepared(tensor, image, placement)
 
     def handle(self, payloads: list[Payload]) -> list[Outcome]:
         started = time.perf_counter()

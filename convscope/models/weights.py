@@ -55,16 +55,11 @@ def check_digest(actual: str, expected: str, name: str, what: str = "weights fil
                         "archive: corrupted or replaced, refused")
 
 
-def verify_digest(path: str | Path, expected: str) -> None:
-    """Refuse a weights file whose SHA-256 is not the one the archive recorded."""
-    if expected and Path(path).is_file():
-        check_digest(sha256_of(path), expected, Path(path).name)
-
-
 def load_weights(model: nn.Module, path: str | Path, sha256: str = "") -> nn.Module:
     """Load strictly: every key present and of the right shape, or a ``SpecError`` saying which;
-    with ``sha256``, the file must have that digest."""
-    verify_digest(path, sha256)
+    with ``sha256``, the file must have that digest (checked before any of it is parsed)."""
+    if sha256 and Path(path).is_file():  # a missing file is read_state_dict's error to give
+        check_digest(sha256_of(path), sha256, Path(path).name)
     state = read_state_dict(path)
     try:
         model.load_state_dict(state, strict=True)
