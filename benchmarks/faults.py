@@ -181,9 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     images = [png for _, png in importlib.import_module("tests.imaging").held_out_digits(1)]
     with tempfile.TemporaryDirectory(prefix="convscope-faults-") as tmp:
-        store, run_dir = Path(tmp) / "store", Path(tmp) / "run"
-        store.mkdir()
-        (store / "digits.mar").symlink_to(REPO / "model_store" / "digits.mar")
+        store, run_dir = report_module.one_model_store("digits", Path(tmp)), Path(tmp) / "run"
         drills.slow_archive(store, Path(tmp) / "slow", args.timeout_s)
         server = start(store, run_dir)
         try:

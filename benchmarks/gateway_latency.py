@@ -38,18 +38,15 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import publish  # noqa: E402
-from convscope.serving import free_ports, start  # noqa: E402
 from convscope_client._proto import convscope_pb2 as pb  # noqa: E402
 from convscope_client._proto import convscope_pb2_grpc as pb_grpc  # noqa: E402
+
+from benchmarks.report import pct, publish  # noqa: E402
+from convscope.serving import free_ports, start  # noqa: E402
 from convscope_gateway._proto import inference_pb2, inference_pb2_grpc  # noqa: E402
 from tests.imaging import held_out_digits, photo_bytes  # noqa: E402
 
 GOAL_MS = 1.0
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3
 
 
 ECHO_ANSWER = json.dumps({"model": "digits", "predictions": [

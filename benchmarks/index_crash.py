@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import publish  # noqa: E402
+from benchmarks.report import one_model_store, publish  # noqa: E402
 from convscope.serving import start  # noqa: E402
 from tests.chaos import Drill, NeighboursClient  # noqa: E402
 
@@ -34,9 +34,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append the result to BENCHMARKS.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="convscope-crash-") as tmp:
-        store = Path(tmp) / "store"
-        store.mkdir()
-        (store / "digits.mar").symlink_to(REPO / "model_store" / "digits.mar")
+        store = one_model_store("digits", Path(tmp))
         server = start(store, Path(tmp) / "run")
         started = time.monotonic()
         try:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.loadgen import DEADLINES, ENDPOINTS, PROTOCOLS, client_for, closed_loop
 from benchmarks.procs import exit_on_sigterm
-from benchmarks.report import RELIABILITY, publish
+from benchmarks.report import RELIABILITY, one_model_store, publish
 from convscope.serving import start
 from tests.imaging import held_out_digits, photo_bytes
 
@@ -49,10 +49,7 @@ def images_for(model: str) -> list[bytes]:
 
 def serve_one(model: str, tmp: Path):
     """ConvScope serving ``model`` alone from a temporary store, with a fresh index root."""
-    store = tmp / "store"
-    store.mkdir()
-    (store / f"{model}.mar").symlink_to(REPO / "model_store" / f"{model}.mar")
-    return start(store, tmp / "run", index_root=tmp / "index")
+    return start(one_model_store(model, tmp), tmp / "run", index_root=tmp / "index")
 
 
 async def find_capacity(server, endpoint: str, protocol: str, model: str, images: list[bytes],

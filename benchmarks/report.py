@@ -1,10 +1,14 @@
-"""Shared by the benchmark scripts: print a result section and append it to BENCHMARKS.md."""
+"""Shared by the benchmark scripts: print a result section and append it to BENCHMARKS.md, a
+percentile in milliseconds, and a model store holding one built-in model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "BENCHMARKS.md"
 RELIABILITY = BENCHMARKS.with_name("RELIABILITY.md")
 
 
@@ -17,3 +21,16 @@ def publish(text: str, write: bool, out: Path | None = None, target: Path = BENC
     if write:
         with open(target, "a") as handle:
             handle.write(text)
+
+
+def pct(seconds: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``seconds``, in milliseconds."""
+    return float(np.percentile(seconds, q)) * 1e3
+
+
+def one_model_store(model: str, folder: Path) -> Path:
+    """``folder/store`` holding only the built ``<model>.mar`` (a link into model_store/)."""
+    store = folder / "store"
+    store.mkdir()
+    (store / f"{model}.mar").symlink_to(REPO / "model_store" / f"{model}.mar")
+    return store

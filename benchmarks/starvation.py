@@ -23,13 +23,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import RELIABILITY, publish  # noqa: E402
+from benchmarks.report import RELIABILITY, pct, publish  # noqa: E402
 from convscope.serving import start  # noqa: E402
 from tests.imaging import photo_bytes  # noqa: E402
 
@@ -69,10 +68,6 @@ def explain_forever(server, image: bytes, name: str, fields: dict, stop: threadi
     while not stop.is_set():
         answer = post(server, name, image, fields)
         done.append(answer.status_code)
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3
 
 
 def main() -> None:
