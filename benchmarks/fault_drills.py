@@ -16,7 +16,7 @@ from typing import Self
 import numpy as np
 import requests
 
-from benchmarks.procs import server_processes, usage
+from benchmarks.procs import registration_workers, server_processes, usage
 from convscope.build.archive import archive
 from convscope.serving import start
 from convscope.spec import read_spec_document
@@ -117,14 +117,8 @@ def by_status(answers) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) or "none"
 
 
-def workers(server, name: str) -> list[dict]:
-    answer = requests.get(f"{server.url('management')}/models/{name}", timeout=10,
-                          headers={"Authorization": f"Bearer {server.keys['management']}"})
-    return answer.json()[0]["workers"]
-
-
 def worker_pid(server, name: str) -> int:
-    return int(workers(server, name)[0]["pid"])
+    return int(registration_workers(server, name)[0]["pid"])
 
 
 # -- memory -----------------------------------------------------------------------------------

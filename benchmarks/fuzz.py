@@ -29,22 +29,19 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.procs import registration_workers  # noqa: E402
+from benchmarks.report import RELIABILITY  # noqa: E402
 from convscope.serving import start  # noqa: E402
 from tests import fuzzing  # noqa: E402
 
-RELIABILITY = REPO / "RELIABILITY.md"
 TITLE = "# ConvScope reliability and security scoreboard"
 SECTION = "## Bad input"
 HEADER = ("| date | command | inputs per endpoint | inputs in all | 2xx | 4xx | 5xx | dropped | "
           "unclear 4xx | wrong accepted | worker restarts | time |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def pids(server, auth) -> dict[str, list[int]]:
-    out = {}
-    for name in server.names:
-        answer = requests.get(f"{server.url('management')}/models/{name}", headers=auth, timeout=10)
-        out[name] = sorted(w["pid"] for w in answer.json()[0]["workers"])
-    return out
+def pids(server) -> dict[str, list[int]]:
+    return {name: sorted(w["pid"] for w in registration_workers(server, name)) for name in server.names}
 
 
 def chunks(iterable, size: int = 400):
@@ -94,7 +91,6 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="convscope-fuzz-"))
     server = start(REPO / "model_store", tmp / "run")
-    auth = {"Authorization": f"Bearer {server.keys['management']}"}
     inference = {"Authorization": f"Bearer {server.keys['inference']}"}
     session_url = server.url("inference")
 
@@ -106,7 +102,7 @@ def main() -> None:
     failures: list[str] = []
     started = time.monotonic()
     try:
-        before_pids, before_starts = pids(server, auth), worker_starts(server)
+        before_pids, before_starts = pids(server), worker_starts(server)
 
         def one(case):
             status, body = fuzzing.send(post, case)
@@ -131,7 +127,7 @@ def main() -> None:
                 done += 1
                 if done % 500 == 0:
                     print(f"{done} sent, {time.monotonic() - started:.0f} s, {len(failures)} unacceptable", flush=True)
-        after_pids, after_starts = pids(server, auth), worker_starts(server)
+        after_pids, after_starts = pids(server), worker_starts(server)
     finally:
         server.stop()
     seconds = time.monotonic() - started

@@ -51,6 +51,16 @@ def server_processes(server) -> dict[str, list[int]]:
     return groups
 
 
+def registration_workers(server, name: str) -> list[dict]:
+    """TorchServe's description of registration ``name``'s workers (pid, status ...), from its
+    management API with the management key."""
+    import requests
+
+    answer = requests.get(f"{server.url('management')}/models/{name}", timeout=10,
+                          headers={"Authorization": f"Bearer {server.keys['management']}"})
+    return answer.json()[0]["workers"]
+
+
 def usage(pid: int) -> Usage | None:
     """Resident memory (VmRSS) and open descriptors of ``pid``; None once it is gone."""
     try:
