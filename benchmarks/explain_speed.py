@@ -7,9 +7,11 @@ ConvScope's engine (``METHODS[m].explain``, maps on the device) against:
 Grad-CAM / Grad-CAM++ / Layer-CAM / Score-CAM: pytorch-grad-cam with its defaults (Score-CAM
 batch_size 16); gradient, guided backprop, input x gradient: Captum; SmoothGrad (50 samples) and
 integrated gradients (50 steps): Captum at the same internal batch size as ConvScope's chunk
-(NoiseTunnel nt_samples_batch_size, IG internal_batch_size); occlusion (window 28, stride 14):
+(NoiseTunnel nt_samples_batch_size, IG internal_batch_size; the chunk is the service's default
+on the device unless --chunk says); occlusion (window 28, stride 14):
 Captum with perturbations_per_eval=1 (its default). "floor" is 50 batched forward + input-gradient
-passes (the compute SmoothGrad and IG cannot avoid). Goals (issue 4): Grad-CAM >= 2x
+passes (the compute SmoothGrad and IG cannot avoid). The peers get the module as its user
+would hold it (contiguous NCHW), ConvScope's own twin (channels-last on the CPU). Goals (issue 4): Grad-CAM >= 2x
 pytorch-grad-cam; SmoothGrad and IG no slower than Captum and within 1.2x of the floor;
 occlusion >= 3x Captum; Score-CAM >= 3x pytorch-grad-cam.
 """
@@ -30,13 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import publish  # noqa: E402
-
+from convscope.config import EngineConfig  # noqa: E402
 from convscope.explain import METHODS, Job  # noqa: E402
 from convscope.explain.base import input_gradients  # noqa: E402
 from convscope.models import LoadedModel, build_architecture, discover_layers, load_model  # noqa: E402
 from convscope.spec import load_spec  # noqa: E402
 
-CHUNK = 32
+CHUNK: int | None = None
+"""ConvScope's explain chunk (and the peers' internal batch size); None: the service's default."""
 OPTIONS = {"samples": 50, "noise": 0.15, "seed": 0, "steps": 50, "baseline": "black",
            "window": 28, "stride": 14, "fill": None}
 GOALS = {"gradcam": ("pytorch-grad-cam", 2.0), "scorecam": ("pytorch-grad-cam", 3.0),
@@ -73,14 +76,19 @@ def timed(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def chunk_for(device: torch.device) -> int:
+    return CHUNK or EngineConfig().chunk_for(device.type)
+
+
 def peer_module(model: LoadedModel):
-    peer = copy.deepcopy(model.module)
+    """The module as a peer's user holds it: trainable parameters, contiguous NCHW weights."""
+    peer = copy.deepcopy(model.module).to(memory_format=torch.contiguous_format)
     for p in peer.parameters():
         p.requires_grad_(True)
     return peer.eval()
 
 
-def peer_call(method: str, model: LoadedModel, x, targets):
+def peer_call(method: str, model: LoadedModel, x, targets, chunk: int):
     """A zero-argument callable running the peer's implementation, or None."""
     import captum.attr as ca
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
@@ -105,10 +113,10 @@ def peer_call(method: str, model: LoadedModel, x, targets):
     if method == "smoothgrad":
         tunnel = ca.NoiseTunnel(ca.Saliency(peer))
         return lambda: tunnel.attribute(x, nt_type="smoothgrad", nt_samples=50, stdevs=0.5, target=t,
-                                        nt_samples_batch_size=max(1, CHUNK // len(t)), abs=True)
+                                        nt_samples_batch_size=max(1, chunk // len(t)), abs=True)
     if method == "integrated_gradients":
         return lambda: ca.IntegratedGradients(peer).attribute(
-            x, baselines=x * 0, target=t, n_steps=50, internal_batch_size=CHUNK)
+            x, baselines=x * 0, target=t, n_steps=50, internal_batch_size=chunk)
     if method == "occlusion":
         return lambda: ca.Occlusion(peer).attribute(
             x, sliding_window_shapes=(3, 28, 28), strides=(3, 14, 14), baselines=0, target=t,
@@ -116,14 +124,14 @@ def peer_call(method: str, model: LoadedModel, x, targets):
     return None
 
 
-def floor_call(model: LoadedModel, x, targets):
-    """50 batched forward + input-gradient passes for every image, CHUNK images at a time."""
+def floor_call(model: LoadedModel, x, targets, chunk: int):
+    """50 batched forward + input-gradient passes for every image, ``chunk`` images at a time."""
     expanded = x.repeat_interleave(50, dim=0)
     expanded_t = targets.repeat_interleave(50)
 
     def run():
-        for i in range(0, len(expanded), CHUNK):
-            input_gradients(model.module, expanded[i:i + CHUNK], expanded_t[i:i + CHUNK])
+        for i in range(0, len(expanded), chunk):
+            input_gradients(model.module, expanded[i:i + chunk], expanded_t[i:i + chunk])
     return run
 
 
@@ -131,6 +139,7 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
             repeats: int = 3, log=print) -> list[tuple]:
     """Rows (model, method, batch, ours s/img, peer s/img or None, floor s/img or None)."""
     rows = []
+    chunk = chunk_for(device)
     for model_name in models:
         model = model_for(model_name, device)
         for batch in batches:
@@ -141,12 +150,12 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
                     continue
                 layer = model.layers.cam if METHODS[method].family == "cam" else None
                 job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
-                          CHUNK, layer)
+                          chunk, layer)
                 n = 1 if method in ("scorecam", "occlusion", "smoothgrad", "integrated_gradients") else repeats
                 ours = timed(lambda: METHODS[method].explain(job), device, n) / batch
-                peer = peer_call(method, model, x, targets)
+                peer = peer_call(method, model, x, targets, chunk)
                 theirs = timed(peer, device, n) / batch if peer else None
-                floor = (timed(floor_call(model, x, targets), device, 1) / batch
+                floor = (timed(floor_call(model, x, targets, chunk), device, 1) / batch
                          if method in ("smoothgrad", "integrated_gradients") else None)
                 rows.append((model_name, method, batch, ours, theirs, floor))
                 log(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
@@ -173,8 +182,8 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk", type=int, default=CHUNK, help="ConvScope's explain_chunk_size "
-                        "(and Captum's internal batch size for SmoothGrad and IG)")
+    parser.add_argument("--chunk", type=int, help="ConvScope's explain_chunk_size (and Captum's internal "
+                        "batch size for SmoothGrad and IG); default: the service's on the device")
     parser.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args()
@@ -197,9 +206,9 @@ def report(rows, device) -> str:
         lines.append(f"| {model} | `{method}` | {batch} | {ours * 1000:.1f} | "
                      f"{'-' if theirs is None else f'{theirs * 1000:.1f}'} | {speedup} | {ratio} | {goal} |")
     return (f"\n## Explanation speed against the peers ({time.strftime('%Y-%m-%d')}, {name})\n\n"
-            f"Command: `python benchmarks/explain_speed.py --device {device.type} --chunk {CHUNK}` (torch {torch.__version__}, "
+            f"Command: `python benchmarks/explain_speed.py --device {device.type} --chunk {chunk_for(device)}` (torch {torch.__version__}, "
             f"Python {platform.python_version()}). ConvScope's engine time (maps on the device, before "
-            f"encoding), chunk {CHUNK}; peers with their defaults as described in the script. ResNet-50 "
+            f"encoding), chunk {chunk_for(device)}; peers with their defaults as described in the script. ResNet-50 "
             "has random weights (speed only).\n\n" + "\n".join(lines) + "\n")
 
 

@@ -12,6 +12,9 @@ from typing import Any, Mapping
 
 from .errors import SpecError
 
+CPU_CHUNK_PER_THREAD = 2
+GPU_CHUNK = 32
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -40,9 +43,10 @@ class EngineConfig:
     """Cap on ``k`` for nearest-neighbour search; larger values are a 400 that names the cap
     (``k`` above the index's count, but within the cap, is clamped to the count)."""
 
-    explain_chunk_size: int = 32
+    explain_chunk_size: int | None = field(default=None, metadata={"optional": True})
     """Most images in one forward pass of an explanation (noisy copies, path points, occluded
-    copies, Score-CAM masks): memory stays bounded whatever a request asks for."""
+    copies, Score-CAM masks): memory stays bounded whatever a request asks for. Unset: chosen
+    by device (``chunk_for``)."""
 
     max_output_side: int = 1024
     """Explanation maps are aligned with the client image; images with a longer side are
@@ -57,6 +61,15 @@ class EngineConfig:
     """torch threads per worker. Workers x threads should not exceed the cores: TorchServe runs
     one process per endpoint, so the default is 1 and one request never fights another."""
 
+    def chunk_for(self, device_type: str) -> int:
+        """``explain_chunk_size``, or when unset the measured best for ``device_type``: on the
+        CPU, 2 images per intra-op thread (at 1 thread a forward plus input gradient costs 36 ms
+        an image at 2, 69 ms at 32: larger passes fall out of cache; docs/performance.md); on a
+        GPU, 32 (passes fill the device)."""
+        if self.explain_chunk_size is not None:
+            return self.explain_chunk_size
+        return CPU_CHUNK_PER_THREAD * self.intra_op_threads if device_type == "cpu" else GPU_CHUNK
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "EngineConfig":
         values = dict(values or {})
@@ -65,6 +78,8 @@ class EngineConfig:
         if unknown:
             raise SpecError(f"unknown engine config key(s) {unknown}; known: {sorted(known)}")
         for key, value in values.items():
+            if value is None and known[key].metadata.get("optional"):
+                continue
             low, high = known[key].metadata.get("range", (1, None))  # a positive integer unless the field says
             if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
                 raise SpecError(f"engine config {key} must be an integer from {low}"

@@ -80,7 +80,7 @@ class ExplainEndpoint(Endpoint):
         first = requests[members[0]]
         index = torch.tensor(members, device=inputs.device)
         job = Job(self.model, inputs[index], targets[index], dict(first.options),
-                  self.config.explain_chunk_size, self._layer(first))
+                  self.config.chunk_for(inputs.device.type), self._layer(first))
         started = time.perf_counter()
         maps = METHODS[first.method].explain(job)
         seconds = time.perf_counter() - started
