@@ -79,7 +79,7 @@ def neighbours(quick: bool, log: Log) -> Section:
     for r in ann:
         if not (r["default"] or r.get("fastest")):
             continue
-        knob = f"{'ef_search' if r['knob'] == 'ef_search' else 'nprobe'} {r['value']}"
+        knob = f"{'ef_search' if r['knob'] == 'ef_search' else 'nprobe'} {r['shown']}"
         role = " / ".join(x for x, on in (("default", r["default"]), ("fastest >= 0.95", r.get("fastest"))) if on)
         ann_cells.append([str(r["dim"]), index_speed.size_name(r["n"]), r["index"], f"{knob} ({role})",
                           f"{r['recall']:.4f}", fmt(r["t"].qps, 0), f"{r['qps_ratio']:.2f}x",

@@ -46,6 +46,7 @@ from .base import Entry, FeatureIndex, IndexStats, Neighbour
 METRICS = {"cosine": "COSINE", "l2": "L2"}
 INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
 DEFAULT_NLIST = 128
+DEFAULT_NPROBE = 16
 """IVF lists when the spec says 0 (auto): Milvus builds IVF per segment, not on the whole gallery."""
 MAX_TOPK = 16384
 """Milvus refuses a search ``limit`` above this."""
@@ -216,7 +217,7 @@ class MilvusIndex(FeatureIndex):
         if spec.type == "hnsw":
             params = {"ef": max(spec.ef_search, limit)}  # Milvus refuses ef below the limit
         elif spec.type == "ivf":
-            params = {"nprobe": min(spec.ivf_nprobe, spec.ivf_nlist or DEFAULT_NLIST)}
+            params = {"nprobe": min(spec.ivf_nprobe or DEFAULT_NPROBE, spec.ivf_nlist or DEFAULT_NLIST)}
         return {"metric_type": METRICS[self.metric], "params": params}
 
     # -- seeding ------------------------------------------------------------------------------
