@@ -71,11 +71,11 @@ LEGACY_NPROBE = 16
 
 def calibrate_nprobe(index: faiss.IndexIVF, vectors: np.ndarray, slots: np.ndarray, k: int = 10,
                      target: float = CALIBRATION_RECALL) -> int:
-    """The fewest probes (1, 2, 4, ... nlist) at which ``index`` (holding ``vectors`` under ids
-    ``slots``) finds ``target`` of the exact ``k`` nearest neighbours of a fixed sample of its
-    own vectors, each query's own entry left out. How many lists a query's neighbours spread
-    over depends on the data and its dimension (10k x 1280 needs 64 of 256 lists where 100k x 128
-    needs 4 of 1264, BENCHMARKS.md), so no fixed default fits both."""
+    """The fewest probes at which ``index`` (holding ``vectors`` under ids ``slots``) finds
+    ``target`` of the exact ``k`` nearest neighbours of a fixed sample of its own vectors, each
+    query's own entry left out: doubling from 1, then bisecting. How many lists a query's
+    neighbours spread over depends on the data and its dimension (10k x 1280 needs 64 of 256
+    lists where 100k x 128 needs 4 of 1264, BENCHMARKS.md), so no fixed default fits both."""
     n = len(vectors)
     sample = np.random.default_rng(0).choice(n, size=min(CALIBRATION_QUERIES, n), replace=False)
     queries = vectors[sample]
@@ -83,15 +83,23 @@ def calibrate_nprobe(index: faiss.IndexIVF, vectors: np.ndarray, slots: np.ndarr
     exact.add(vectors)
     _, truth = exact.search(queries, k + 1)
     truth_slots = [set(slots[row[row >= 0]].tolist()) - {slots[q]} for row, q in zip(truth, sample)]
+    needed = target * sum(len(t) for t in truth_slots)
     params = faiss.SearchParametersIVF()
-    nprobe = 1
-    while True:
+
+    def enough(nprobe: int) -> bool:
         params.nprobe = nprobe
         _, found = index.search(queries, k + 1, params=params)
-        hits = sum(len(t & (set(row.tolist()) - {slots[q]})) for t, row, q in zip(truth_slots, found, sample))
-        if nprobe >= index.nlist or hits >= target * sum(len(t) for t in truth_slots):
-            return min(nprobe, index.nlist)
-        nprobe *= 2
+        return sum(len(t & set(row.tolist())) for t, row in zip(truth_slots, found)) >= needed
+
+    high = 1
+    while high < index.nlist and not enough(high):
+        high *= 2
+    high = min(high, index.nlist)
+    low = high // 2  # falls short (or is 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def read_faiss(read) -> faiss.Index:
