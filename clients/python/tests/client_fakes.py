@@ -99,7 +99,12 @@ class FakeRest(_Script):
         body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
         kind = request.headers.get("Content-Type", "")
         is_json = kind.startswith("application/json")
-        fields, image = (json.loads(body), None) if is_json else _parse_multipart(kind, body)
+        if is_json:
+            fields, image = json.loads(body), None
+        elif kind.startswith("multipart/"):
+            fields, image = _parse_multipart(kind, body)
+        else:  # the raw body: the image alone
+            fields, image = {}, body
         name = request.path.removeprefix("/predictions/")
         suffix = next((s for s in _SUFFIX_CALLS if name.endswith(s)), "")
         call = (_OP_CALLS[fields.get("op", "search")] if name.endswith("-neighbours")

@@ -50,6 +50,14 @@ def test_rest_sends_the_image_as_a_part_and_parameters_as_fields(rest, mode):
     assert seen.fields == {"method": "gradcam_pp", "output": "heatmap,overlay", "alpha": "0.3"}
 
 
+def test_rest_sends_an_image_without_parameters_as_the_raw_body(rest, mode):
+    rest.call("classify", "digits", IMAGE, mode=mode)
+    seen = rest.server.seen[0]
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    assert seen.image == IMAGE and seen.fields == {} and not seen.json
+    assert headers["content-type"] == "application/octet-stream"
+
+
 def test_rest_sends_json_when_there_is_no_image(rest, mode):
     rest.call("neighbours", "digits", mode=mode, vector=[0.5, 1 / 3], k=4)
     seen = rest.server.seen[0]

@@ -85,6 +85,10 @@ def request_args(call: Call[Any]) -> dict[str, Any]:
     path, image, params = render(call)
     if image is None:
         return {"url": path, "json": params}
+    if not params:
+        # The image alone goes as the raw body: TorchServe's frontend and the worker skip
+        # multipart parsing (half the frontend's CPU per call; BENCHMARKS.md, "Service overhead").
+        return {"url": path, "content": image, "headers": {"Content-Type": "application/octet-stream"}}
     return {"url": path, "files": {"data": ("image", image, "application/octet-stream")}, "data": params}
 
 
