@@ -48,7 +48,8 @@ def explanations(quick: bool, log: Log) -> Section:
              f"batch 1, chunk {explain_speed.chunk_for(device)}, median of {repeats} (SmoothGrad, IG, occlusion and "
              "Score-CAM once), ms per image. Peers: pytorch-grad-cam for the CAMs, Captum for the rest, with "
              "the settings in benchmarks/explain_speed.py (their module contiguous NCHW, as a user holds it; ConvScope's "
-             "twin channels-last); floor = 50 batched forward + input-gradient passes of ConvScope's twin. "
+             "twin channels-last); floor = 50 batched forward + input-gradient passes of ConvScope's twin (SmoothGrad, "
+             "IG; part of their goal), or one forward pass of the serving runtime per window (occlusion; reported). "
              "Methods: " + ", ".join(f"`{m}`" for m in methods) + ".", "",
              *table(["model", "method", "batch", "ConvScope (ms/img)", "peer (ms/img)", "speed-up",
                      "floor ratio", "goal"], cells)]

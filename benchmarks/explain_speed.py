@@ -10,7 +10,8 @@ integrated gradients (50 steps): Captum at the same internal batch size as ConvS
 (NoiseTunnel nt_samples_batch_size, IG internal_batch_size; the chunk is the service's default
 on the device unless --chunk says); occlusion (window 28, stride 14):
 Captum with perturbations_per_eval=1 (its default). "floor" is 50 batched forward + input-gradient
-passes (the compute SmoothGrad and IG cannot avoid). The peers get the module as its user
+passes (the compute SmoothGrad and IG cannot avoid); for occlusion, one forward pass of the
+serving runtime per window (reported, not a goal). The peers get the module as its user
 would hold it (contiguous NCHW), ConvScope's own twin (channels-last on the CPU). Goals (issue 4): Grad-CAM >= 2x
 pytorch-grad-cam; SmoothGrad and IG no slower than Captum and within 1.2x of the floor;
 occlusion >= 3x Captum; Score-CAM >= 3x pytorch-grad-cam.
@@ -35,6 +36,7 @@ from benchmarks.report import publish  # noqa: E402
 from convscope.config import EngineConfig  # noqa: E402
 from convscope.explain import METHODS, Job  # noqa: E402
 from convscope.explain.base import input_gradients  # noqa: E402
+from convscope.explain.saliency.occlusion import window_positions  # noqa: E402
 from convscope.models import LoadedModel, build_architecture, discover_layers, load_model  # noqa: E402
 from convscope.spec import load_spec  # noqa: E402
 
@@ -42,6 +44,8 @@ CHUNK: int | None = None
 """ConvScope's explain chunk (and the peers' internal batch size); None: the service's default."""
 OPTIONS = {"samples": 50, "noise": 0.15, "seed": 0, "steps": 50, "baseline": "black",
            "window": 28, "stride": 14, "fill": None}
+FLOOR_GOALS = ("smoothgrad", "integrated_gradients")
+FLOORED = (*FLOOR_GOALS, "occlusion")
 GOALS = {"gradcam": ("pytorch-grad-cam", 2.0), "scorecam": ("pytorch-grad-cam", 3.0),
          "occlusion": ("Captum ppe=1", 3.0), "smoothgrad": ("Captum", 1.0),
          "integrated_gradients": ("Captum", 1.0)}
@@ -124,8 +128,22 @@ def peer_call(method: str, model: LoadedModel, x, targets, chunk: int):
     return None
 
 
-def floor_call(model: LoadedModel, x, targets, chunk: int):
-    """50 batched forward + input-gradient passes for every image, ``chunk`` images at a time."""
+def occlusion_windows(size: int = 224) -> int:
+    side = len(window_positions(size, OPTIONS["window"], OPTIONS["stride"]))
+    return side * side
+
+
+def floor_call(model: LoadedModel, x, targets, chunk: int, method: str = "smoothgrad"):
+    """The passes a method cannot avoid, ``chunk`` images at a time: for SmoothGrad and IG 50
+    forward + input-gradient passes of every image, for occlusion one forward pass (the
+    runtime's, ``LoadedModel.forward``) per window position."""
+    if method == "occlusion":
+        copies = x.repeat_interleave(occlusion_windows(x.shape[-1]), dim=0)
+
+        def forwards():
+            for i in range(0, len(copies), chunk):
+                model.forward(copies[i:i + chunk], taps=False)
+        return forwards
     expanded = x.repeat_interleave(50, dim=0)
     expanded_t = targets.repeat_interleave(50)
 
@@ -155,8 +173,8 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
                 ours = timed(lambda: METHODS[method].explain(job), device, n) / batch
                 peer = peer_call(method, model, x, targets, chunk)
                 theirs = timed(peer, device, n) / batch if peer else None
-                floor = (timed(floor_call(model, x, targets, chunk), device, 1) / batch
-                         if method in ("smoothgrad", "integrated_gradients") else None)
+                floor = (timed(floor_call(model, x, targets, chunk, method), device, 1) / batch
+                         if method in FLOORED else None)
                 rows.append((model_name, method, batch, ours, theirs, floor))
                 log(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
                     f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
@@ -166,12 +184,14 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
 
 def goal_status(method: str, ours: float, theirs: float | None,
                 floor: float | None) -> tuple[str, bool] | None:
-    """(goal text, met) of ``method``'s goal in issue 4, or None when it has none (or no peer ran)."""
+    """(goal text, met) of ``method``'s goal in issue 4, or None when it has none (or no peer ran).
+    The floor is part of the goal for SmoothGrad and IG; for occlusion it is reported only."""
     if method not in GOALS or not theirs:
         return None
     peer, need = GOALS[method]
-    ok = theirs / ours >= need and (floor is None or ours / floor <= 1.2)
-    return f">= {need:g}x {peer}{', <= 1.2 floor' if floor else ''}", ok
+    bounded = floor is not None and method in FLOOR_GOALS
+    ok = theirs / ours >= need and (not bounded or ours / floor <= 1.2)
+    return f">= {need:g}x {peer}{', <= 1.2 floor' if bounded else ''}", ok
 
 
 def main() -> None:
