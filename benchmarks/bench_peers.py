@@ -45,8 +45,8 @@ def explanations(quick: bool, log: Log) -> Section:
     rows = explain_speed.measure(["efficientnet_lite0"], [1], methods, device, repeats, log=log)
     cells, goals = explanation_rows(rows)
     lines = [f"`explain_speed.measure` on the CPU ({torch.get_num_threads()} torch threads), efficientnet_lite0, "
-             f"batch 1, chunk {explain_speed.chunk_for(device)}, median of {repeats} (SmoothGrad, IG, occlusion and "
-             "Score-CAM once), ms per image. Peers: pytorch-grad-cam for the CAMs, Captum for the rest, with "
+             f"batch 1, chunk {explain_speed.chunk_for(device)}, median of {repeats} (Score-CAM "
+             "once), ms per image. Peers: pytorch-grad-cam for the CAMs, Captum for the rest, with "
              "the settings in benchmarks/explain_speed.py (their module contiguous NCHW, as a user holds it; ConvScope's "
              "twin channels-last); floor = 50 batched forward + input-gradient passes of ConvScope's twin (SmoothGrad, "
              "IG; part of their goal), or one forward pass of the serving runtime per window (occlusion; reported). "

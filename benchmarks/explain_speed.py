@@ -169,11 +169,13 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
                 layer = model.layers.cam if METHODS[method].family == "cam" else None
                 job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
                           chunk, layer)
-                n = 1 if method in ("scorecam", "occlusion", "smoothgrad", "integrated_gradients") else repeats
+                # Score-CAM's peer takes tens of seconds a call: once. The floor-bound methods take
+                # seconds: the median of ``repeats``, the floor too, as noise here is 10-20%.
+                n = 1 if method == "scorecam" else repeats
                 ours = timed(lambda: METHODS[method].explain(job), device, n) / batch
                 peer = peer_call(method, model, x, targets, chunk)
                 theirs = timed(peer, device, n) / batch if peer else None
-                floor = (timed(floor_call(model, x, targets, chunk, method), device, 1) / batch
+                floor = (timed(floor_call(model, x, targets, chunk, method), device, n) / batch
                          if method in FLOORED else None)
                 rows.append((model_name, method, batch, ours, theirs, floor))
                 log(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "

@@ -97,7 +97,7 @@ def model_card(spec, model) -> dict:
             "feature_dim": model.layers.feature_dim, "feature_layer": model.layers.feature.label,
             "cam_layer": model.layers.cam.label, "endpoints": list(spec.endpoints),
             "input_height": spec.input.size[0], "input_width": spec.input.size[1],
-            "input_channels": spec.input.channels}
+            "input_channels": spec.input.channels, "runtime": spec.runtime}
 
 
 def archive(spec_path: Path, export_path: Path, weights: Path | None = None,

@@ -47,9 +47,11 @@ def test_archive_holds_spec_weights_labels_and_handler(user_model, tmp_path):
     with zipfile.ZipFile(mar) as packed:
         names = set(packed.namelist())
         spec = json.loads(packed.read("spec.json"))
+        card = json.loads(packed.read("card.json"))
     assert {"spec.json", "labels.json", "weights.safetensors", "convscope_handler.py",
             "MAR-INF/MANIFEST.json", "model-config.yaml"} <= names
     assert spec["weights"] == "weights.safetensors" and spec["labels"] == "labels.json"
+    assert card["name"] == "parts" and card["num_classes"] == 3 and card["runtime"] == "torch"
 
 
 def test_each_endpoint_gets_its_own_registration(user_model, tmp_path):
