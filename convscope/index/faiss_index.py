@@ -36,6 +36,7 @@ from .faiss_structures import (
     calibrate_nprobe,
     inner,
     new_faiss_index,
+    probes,
     read_faiss,
     search_params,
     snapshot_entries,
@@ -261,14 +262,14 @@ class FaissIndex(FeatureIndex):
         if self.index_type == "ivf" and len(slots) >= self.spec.ivf_train_size:
             index = train_ivf(vectors, self.spec)
             self._ivf_trained_on = len(slots)
-            log.info("index %s: trained IVF with %d lists on %d vectors", self.directory, index.nlist, len(slots))
         else:
             index = new_faiss_index(self.spec, self.dim)
         index.add_with_ids(vectors, slots)
-        if isinstance(index, faiss.IndexIVF):
+        if isinstance(index, faiss.IndexIVF):  # calibrated on the filled lists
             index.nprobe = calibrate_nprobe(index, vectors, slots)
-            log.info("index %s: %d of %d lists reach recall@10 %.2f on the gallery's own sample",
-                     self.directory, index.nprobe, index.nlist, CALIBRATION_RECALL)
+            log.info("index %s: trained IVF with %d lists on %d vectors; %d probes reach recall@10 %.2f "
+                     "on the gallery's own sample", self.directory, index.nlist, len(slots), index.nprobe,
+                     CALIBRATION_RECALL)
         self._index, self._dead, self._tombstones = index, set(), None
 
     def _checkpoint(self) -> None:
@@ -278,7 +279,7 @@ class FaissIndex(FeatureIndex):
         header = {"version": FORMAT_VERSION, "seq": self._seq, "dim": self.dim, "metric": self.metric,
                   "type": self.index_type, "next_slot": self._next_slot, "dead": sorted(self._dead),
                   "ivf_trained_on": self._ivf_trained_on,
-                  "ivf_nprobe": inner(self._index).nprobe if isinstance(self._index, faiss.IndexIVF) else 0,
+                  "ivf_nprobe": self._index.nprobe if isinstance(self._index, faiss.IndexIVF) else 0,
                   "count": len(self._rows)}
         rows = json.dumps([[k, r.slot, r.label, r.metadata] for k, r in self._rows.items()]).encode()
         path = storage.snapshot_path(self.directory, self._seq)
@@ -336,8 +337,7 @@ class FaissIndex(FeatureIndex):
                 details["ivf_trained"] = isinstance(base, faiss.IndexIVF)
                 details["ivf_nlist"] = base.nlist if isinstance(base, faiss.IndexIVF) else 0
                 details["ivf_trained_on"] = self._ivf_trained_on
-                details["ivf_nprobe"] = (search_params(self._index, self.spec, 1, None).nprobe
-                                         if isinstance(base, faiss.IndexIVF) else 0)
+                details["ivf_nprobe"] = probes(base, self.spec) if isinstance(base, faiss.IndexIVF) else 0
             return IndexStats(len(self._rows), self.dim, self.metric, self.index_type, self.backend, details)
 
     def close(self) -> None:

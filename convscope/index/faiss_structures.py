@@ -79,9 +79,7 @@ def calibrate_nprobe(index: faiss.IndexIVF, vectors: np.ndarray, slots: np.ndarr
     n = len(vectors)
     sample = np.random.default_rng(0).choice(n, size=min(CALIBRATION_QUERIES, n), replace=False)
     queries = vectors[sample]
-    exact = faiss.IndexFlat(index.d, index.metric_type)
-    exact.add(vectors)
-    _, truth = exact.search(queries, k + 1)
+    _, truth = faiss.knn(queries, vectors, k + 1, metric=index.metric_type)  # exact, without a copy
     truth_slots = [set(slots[row[row >= 0]].tolist()) - {slots[q]} for row, q in zip(truth, sample)]
     needed = target * sum(len(t) for t in truth_slots)
     params = faiss.SearchParametersIVF()
@@ -120,6 +118,12 @@ def tombstone_filter(dead: set[int]) -> tuple | None:
     return batch, faiss.IDSelectorNot(batch)
 
 
+def probes(ivf: faiss.IndexIVF, spec: IndexSpec) -> int:
+    """Lists an IVF search scans: the spec's ``ivf_nprobe`` (at most nlist), or when it is 0
+    the value calibrated at training and kept with the index."""
+    return min(spec.ivf_nprobe, ivf.nlist) if spec.ivf_nprobe else ivf.nprobe
+
+
 def search_params(index: faiss.Index, spec: IndexSpec, k: int,
                   tombstones: tuple | None) -> faiss.SearchParameters | None:
     """Search parameters (beam, probes, the ``tombstone_filter``); the caller keeps the filter's
@@ -130,7 +134,7 @@ def search_params(index: faiss.Index, spec: IndexSpec, k: int,
         params.efSearch = max(spec.ef_search, k)
     elif isinstance(base, faiss.IndexIVF):
         params = faiss.SearchParametersIVF()
-        params.nprobe = min(spec.ivf_nprobe, base.nlist) if spec.ivf_nprobe else base.nprobe
+        params.nprobe = probes(base, spec)
     else:
         return None
     if tombstones is not None:

@@ -46,8 +46,9 @@ from .base import Entry, FeatureIndex, IndexStats, Neighbour
 METRICS = {"cosine": "COSINE", "l2": "L2"}
 INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
 DEFAULT_NLIST = 128
-DEFAULT_NPROBE = 16
 """IVF lists when the spec says 0 (auto): Milvus builds IVF per segment, not on the whole gallery."""
+DEFAULT_NPROBE = 16
+"""IVF lists probed when the spec says 0: Milvus has no calibration (FaissIndex calibrates)."""
 MAX_TOPK = 16384
 """Milvus refuses a search ``limit`` above this."""
 WRITE_BATCH = 1000
