@@ -72,20 +72,19 @@ def preprocessing(quick: bool, log: Log) -> Section:
         log(f"preprocessing: {name} full {full * 1e3:.2f} ms, served {served * 1e3:.2f} ms "
             f"(plain PIL {base * 1e3:.2f} ms)")
     lines = ["`convscope.preprocess` against plain PIL (`Image.open(...).convert(\"RGB\").resize(...)` + numpy "
-             "normalise), per image, median of {repeats}. ConvScope runs the format allow-list, size checks, EXIF "
+             f"normalise), per image, median of {repeats}. ConvScope runs the format allow-list, size checks, EXIF "
              "orientation, RGB, bilinear resize to 224x224 and normalisation; explanations decode every pixel "
              "(`decode_image` + `prepare_input`: they draw on the client's image), classification, features and "
              "search decode a large JPEG at reduced scale (`image_input`, docs/performance.md). Speed-up = plain "
              f"PIL / ConvScope. Forward = one efficientnet_lite0 pass at batch 1 (logits only), {forward * 1e3:.2f} "
-             "ms; fraction = the classify path / forward.".replace("{repeats}", str(repeats)), "",
+             "ms; fraction = the classify path / forward.", "",
              *table(["image", "size", "JPEG (KiB)", "plain PIL (ms)", "ConvScope, full decode (ms)", "speed-up",
                      "ConvScope, classify path (ms)", "speed-up", "fraction of a forward pass"], rows),
              "", "No goal in issue 9 for this row: the times and the fraction are reported."]
-    return Section("preprocessing", "Preprocessing against a forward pass", lines)
+    return Section("preprocessing", lines)
 
 
 def onnx_runtime(quick: bool, log: Log) -> Section:
-    title = "ONNX Runtime against eager PyTorch"
     threads = EngineConfig().intra_op_threads
     torch.set_num_threads(threads)
     rows, goals, repeats = [], [], 10 if quick else 50
@@ -93,7 +92,7 @@ def onnx_runtime(quick: bool, log: Log) -> Section:
         try:
             eager, onnx = _model(name, "torch"), _model(name, "onnx")
         except Exception as exc:  # noqa: BLE001 - a missing or broken backend is reported, not fatal
-            return unavailable("onnx", title, f"{type(exc).__name__}: {exc}")
+            return unavailable("onnx", f"{type(exc).__name__}: {exc}")
         for b in (1, 8):
             x = torch.randn(b, *eager.input_shape, generator=torch.Generator().manual_seed(b))
             t_torch = timed(lambda: eager.forward(x, taps=False), CPU, repeats)
@@ -110,7 +109,7 @@ def onnx_runtime(quick: bool, log: Log) -> Section:
              f"intra-op thread(s) each as in a worker; random inputs, median of {repeats} calls.", "",
              *table(["model", "batch", "eager PyTorch (ms)", "ONNX Runtime (ms)", "speed-up",
                      "max abs logit difference"], rows)]
-    return Section("onnx", title, lines, goals)
+    return Section("onnx", lines, goals)
 
 
 def _gradcam_map(model: LoadedModel, data: bytes):
@@ -120,7 +119,8 @@ def _gradcam_map(model: LoadedModel, data: bytes):
     x = tensor[None]
     target = model.forward(x, taps=False).logits.argmax(1)
     method = METHODS["gradcam"]
-    job = Job(model, x, target, {k: OPTIONS[k] for k in method.options if k != "layer"}, 32, model.layers.cam)
+    job = Job(model, x, target, {k: OPTIONS[k] for k in method.options if k != "layer"},
+              EngineConfig().chunk_for(CPU.type), model.layers.cam)
     return method.explain(job)[0], placement, decoded
 
 
@@ -146,4 +146,4 @@ def output_formats(quick: bool, log: Log) -> Section:
              f"REST's base64 in JSON, and the JSON float list TorchServe's explanations use. Median of {repeats}.",
              "", *table(["format", "size (KiB)", "encode time (ms)"], rows),
              "", "No goal in issue 9 for this row: sizes and times are reported."]
-    return Section("formats", "Response size and encode time per output format", lines)
+    return Section("formats", lines)

@@ -22,7 +22,6 @@ from convscope.explain import METHODS
 from convscope.models import load_model
 from convscope.spec import load_spec
 
-TITLE = "GPU: throughput, explanation latency, utilisation"
 BATCH = 32
 
 
@@ -77,7 +76,7 @@ def _throughput(model, device: torch.device, dtype: torch.dtype | None, repeats:
 
 def run(quick: bool, log: Log) -> Section:
     if not torch.cuda.is_available():
-        return Section("gpu", TITLE, ["no GPU on this machine: skipped."])
+        return Section("gpu", ["no GPU on this machine: skipped."])
     device = torch.device("cuda")
     repeats = 10 if quick else 50
     rows = []
@@ -100,4 +99,4 @@ def run(quick: bool, log: Log) -> Section:
              "Explanation latency per method (batch 1, `explain_speed.measure` on the GPU):", "",
              *table(["model", "method", "batch", "ConvScope (ms/img)", "peer (ms/img)", "speed-up",
                      "floor ratio", "goal"], cells)]
-    return Section("gpu", TITLE, lines, [replace(g, row=f"GPU: {g.row}") for g in goals])
+    return Section("gpu", lines, [replace(g, row=f"GPU: {g.row}") for g in goals])

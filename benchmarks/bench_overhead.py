@@ -154,4 +154,4 @@ def report(local: dict, loaded_local: dict, tallies: dict, s: dict) -> Section:
                 "service (images/s)", "service p50 (ms)", "answered / failed", "service / in-process"],
                tput_rows),
     ]
-    return Section("overhead", "Service overhead", lines, lat_goals + tput_goals)
+    return Section("overhead", lines, lat_goals + tput_goals)

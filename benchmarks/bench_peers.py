@@ -56,7 +56,7 @@ def explanations(quick: bool, log: Log) -> Section:
     if quick:
         lines += ["", "Quick run: the methods with a goal that take seconds each (SmoothGrad, IG, occlusion, "
                   "Score-CAM) are left out; the full run measures every method."]
-    return Section("explanations", "Explanation methods against their peers", lines, goals)
+    return Section("explanations", lines, goals)
 
 
 def _index_args(quick: bool, root: str) -> list[list[str]]:
@@ -104,7 +104,7 @@ def neighbours(quick: bool, log: Log) -> Section:
         lines_q, goals_q = _digits_quality()
         lines += lines_q
         goals += goals_q
-    return Section("neighbours", "Nearest-neighbour QPS and recall", lines, goals)
+    return Section("neighbours", lines, goals)
 
 
 def _digits_quality() -> tuple[list[str], list[Goal]]:

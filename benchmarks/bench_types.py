@@ -34,12 +34,13 @@ class Goal:
 
 @dataclass
 class Section:
-    """One subsection of the run: ``### <title>``, its markdown lines, then its goal lines."""
+    """One subsection of the run: ``### <title>``, its markdown lines, then its goal lines. The
+    title is the suite's (``suite.TITLES``), set when the section is written."""
 
     key: str
-    title: str
     lines: list[str] = field(default_factory=list)
     goals: list[Goal] = field(default_factory=list)
+    title: str = ""
 
     def text(self) -> str:
         goals = [g.line() + "  " for g in self.goals]
@@ -48,9 +49,9 @@ class Section:
         return "\n".join([f"### {self.title}", "", *self.lines, "", *goals, ""]).rstrip() + "\n"
 
 
-def unavailable(key: str, title: str, reason: str) -> Section:
+def unavailable(key: str, reason: str) -> Section:
     """A section that could not run here, saying why (never a crash of the whole suite)."""
-    return Section(key, title, [f"not available: {reason}"])
+    return Section(key, [f"not available: {reason}"])
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:

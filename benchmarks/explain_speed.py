@@ -36,7 +36,7 @@ from benchmarks.report import publish  # noqa: E402
 from convscope.config import EngineConfig  # noqa: E402
 from convscope.explain import METHODS, Job  # noqa: E402
 from convscope.explain.base import input_gradients  # noqa: E402
-from convscope.explain.saliency.occlusion import window_positions  # noqa: E402
+from convscope.explain.saliency.occlusion import window_count  # noqa: E402
 from convscope.models import LoadedModel, build_architecture, discover_layers, load_model  # noqa: E402
 from convscope.spec import load_spec  # noqa: E402
 
@@ -128,17 +128,12 @@ def peer_call(method: str, model: LoadedModel, x, targets, chunk: int):
     return None
 
 
-def occlusion_windows(size: int = 224) -> int:
-    side = len(window_positions(size, OPTIONS["window"], OPTIONS["stride"]))
-    return side * side
-
-
 def floor_call(model: LoadedModel, x, targets, chunk: int, method: str = "smoothgrad"):
     """The passes a method cannot avoid, ``chunk`` images at a time: for SmoothGrad and IG 50
     forward + input-gradient passes of every image, for occlusion one forward pass (the
     runtime's, ``LoadedModel.forward``) per window position."""
     if method == "occlusion":
-        copies = x.repeat_interleave(occlusion_windows(x.shape[-1]), dim=0)
+        copies = x.repeat_interleave(window_count(x.shape[-2:], OPTIONS["window"], OPTIONS["stride"]), dim=0)
 
         def forwards():
             for i in range(0, len(copies), chunk):

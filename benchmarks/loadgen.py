@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from convscope_client import AsyncClient, ConvScopeError
 
+from convscope.endpoints import SUFFIXES
+
 DEADLINES = {"classify": 1.0, "features": 1.0, "neighbours": 1.0, "saliency": 5.0, "cam": 5.0}
 ENDPOINTS = tuple(DEADLINES)
 PROTOCOLS = ("rest", "grpc")
@@ -51,8 +53,6 @@ class LeanRest:
     ``AsyncClient`` (httpx, multipart bodies, typed results) costs about 2 ms of CPU a call on
     this machine, as much as TorchServe's frontend and the worker together. Only classify and
     features (the endpoints taking just an image)."""
-
-    SUFFIX = {"classify": "", "features": "-features"}
 
     def __init__(self, url: str, token: str) -> None:
         host, _, port = url.split("://", 1)[-1].rstrip("/").rpartition(":")
@@ -95,10 +95,10 @@ class LeanRest:
         return body
 
     async def classify(self, model: str, image: bytes) -> bytes:
-        return await self._post(f"/predictions/{model}{self.SUFFIX['classify']}", image)
+        return await self._post(f"/predictions/{model}{SUFFIXES['classify']}", image)
 
     async def features(self, model: str, image: bytes) -> bytes:
-        return await self._post(f"/predictions/{model}{self.SUFFIX['features']}", image)
+        return await self._post(f"/predictions/{model}{SUFFIXES['features']}", image)
 
     async def close(self) -> None:
         for _, writer in self._idle:

@@ -53,7 +53,9 @@ SECTIONS = {
 TITLES = {"overhead": "Service overhead", "preprocessing": "Preprocessing against a forward pass",
           "onnx": "ONNX Runtime against eager PyTorch", "explanations": "Explanation methods against their peers",
           "neighbours": "Nearest-neighbour QPS and recall",
-          "formats": "Response size and encode time per output format", "gpu": bench_gpu.TITLE}
+          "formats": "Response size and encode time per output format",
+          "gpu": "GPU: throughput, explanation latency, utilisation"}
+"""Every section's heading: sections hand back their lines and goals, the suite names them."""
 DISTRIBUTIONS = ("torch", "torchvision", "timm", "onnxruntime", "onnxruntime-gpu", "torchserve", "faiss-cpu",
                  "faiss-gpu", "captum", "grad-cam", "grpcio", "numpy", "pillow")
 BUILT_IN = ("efficientnet_lite0", "digits")
@@ -126,9 +128,9 @@ def run_section(key: str, quick: bool) -> tuple[Section, bool]:
         import traceback
 
         traceback.print_exc()
-        return Section(key, TITLES[key], [f"failed: {type(exc).__name__}: {exc}"]), False
+        return Section(key, [f"failed: {type(exc).__name__}: {exc}"], title=TITLES[key]), False
     log_to_stderr(f"suite: {key} done in {time.perf_counter() - started:.0f} s")
-    section.title = TITLES[key]  # the suite's headings, the same whatever a section says of itself
+    section.title = TITLES[key]
     return section, True
 
 

@@ -16,7 +16,7 @@ from .. import metrics
 from ..envelope import Param
 from ..errors import BadRequest, NotFound, ServiceError
 from ..explain import CAM, METHODS, SALIENCY, Job
-from ..explain.saliency.occlusion import window_positions
+from ..explain.saliency.occlusion import window_count
 from ..models import resolve_tap
 from ..render import OUTPUTS, POLARITIES, RenderOptions, render
 from ..schemas import ExplainRequest, ExplainResult
@@ -142,8 +142,7 @@ class SaliencyEndpoint(ExplainEndpoint):
         stride = options["stride"] = options["stride"] or max(1, window // 2)
         if stride > window:
             raise BadRequest(f"stride ({stride}) cannot exceed window ({window}): pixels would be skipped")
-        height, width = self.model.spec.input.size
-        count = len(window_positions(height, window, stride)) * len(window_positions(width, window, stride))
+        count = window_count(self.model.spec.input.size, window, stride)
         if count > self.config.max_occlusion_windows:
             raise BadRequest(f"window {window} with stride {stride} gives {count} positions; the server "
                              f"cap max_occlusion_windows is {self.config.max_occlusion_windows}")

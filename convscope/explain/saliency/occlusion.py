@@ -21,6 +21,11 @@ def window_positions(size: int, window: int, stride: int) -> list[int]:
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
+def window_count(size: tuple[int, int], window: int, stride: int) -> int:
+    """How many windows cover an input of ``size`` (H, W): one forward pass each."""
+    return len(window_positions(size[0], window, stride)) * len(window_positions(size[1], window, stride))
+
+
 def window_masks(tops: torch.Tensor, lefts: torch.Tensor, window: int,
                  height: int, width: int) -> torch.Tensor:
     """float [K, 1, H, W]: 1 inside each window (clipped at the border), 0 elsewhere."""
