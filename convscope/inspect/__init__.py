@@ -1,0 +1,1 @@
+"""What the network learned: its layers, their receptive fields, feature maps and filters."""
