@@ -31,7 +31,7 @@ from convscope.spec import IndexSpec, load_spec  # noqa: E402
 def vectors(model, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features [N, 128], pixels [N, 784], labels [N]) through the service's own path."""
     items = digit_items(model, split)
-    pixels = torch.stack([item.load() for item in items])
+    pixels = torch.stack([item.load().tensor for item in items])
     return embed(model, pixels).numpy(), pixels.flatten(1).numpy(), np.array([i.label for i in items])
 
 

@@ -43,6 +43,15 @@ class EngineConfig:
     """Cap on ``k`` for nearest-neighbour search; larger values are a 400 that names the cap
     (``k`` above the index's count, but within the cap, is clamped to the count)."""
 
+    max_feature_channels: int = 64
+    """Cap on the channels one ``op=feature_maps`` answers (``top`` or an explicit list)."""
+
+    max_top_examples: int = 100
+    """Cap on ``k`` for ``op=top_examples``."""
+
+    max_filter_tiles: int = 1024
+    """Most tiles in an ``op=filters`` grid (the raw weights array always holds every filter)."""
+
     explain_chunk_size: int | None = field(default=None, metadata={"optional": True})
     """Most images in one forward pass of an explanation (noisy copies, path points, occluded
     copies, Score-CAM masks): memory stays bounded whatever a request asks for. Unset: chosen

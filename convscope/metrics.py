@@ -70,6 +70,14 @@ INDEX_OPERATION_DURATION = Histogram(
     "commit, i.e. the log fsync), per call.",
     ["model", "op"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 
+INSPECT_DURATION = Histogram(
+    "convscope_inspect_duration_seconds",
+    "Duration of one <m>-inspect operation (layers, feature_maps, filters, top_examples).",
+    ["model", "op"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+ACTIVATION_STORE_ENTRIES = Gauge(
+    "convscope_activation_store_entries",
+    "Gallery images in the model's top-activation store, as its (single) writer last saw them.",
+    ["model"], multiprocess_mode="livemostrecent", registry=REGISTRY)
 INDEX_ENTRIES = Gauge(
     "convscope_index_entries",
     "Entries in the model's feature index, as its (single) writer last saw them.",

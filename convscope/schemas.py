@@ -150,3 +150,121 @@ class ExplainResult:
             out["array"] = {"dtype": "float16", "shape": [self.height, self.width],
                             "data": base64.b64encode(self.array).decode()}
         return out
+
+
+def float16_array(shape: tuple[int, ...] | list[int], data: bytes) -> dict:
+    """The wire form of a float16 little-endian array (as the explanation ``array``)."""
+    return {"dtype": "float16", "shape": list(shape), "data": base64.b64encode(data).decode()}
+
+
+@dataclass(frozen=True)
+class InspectRequest:
+    """One ``<m>-inspect`` call (docs/inspect.md). ``channels`` None means the ``top`` ones."""
+
+    op: str
+    image: bytes = b""
+    layer: str | None = None
+    """None: the op's default layer."""
+    channels: tuple[int, ...] | None = None
+    top: int = 16
+    outputs: tuple[str, ...] = ()
+    channel: int | None = None
+    k: int = 9
+    patches: bool = False
+
+
+@dataclass(frozen=True)
+class LayersResult:
+    model: str
+    input: dict
+    layers: tuple  # of dicts: LayerInfo.to_dict() plus "stored"
+    cam_layer: str
+    feature_layer: str
+    first_conv: str | None
+    stored_layers: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "op": "layers", "input": self.input, "cam_layer": self.cam_layer,
+                "feature_layer": self.feature_layer, "first_conv": self.first_conv,
+                "stored_layers": list(self.stored_layers), "layers": list(self.layers)}
+
+
+@dataclass(frozen=True)
+class FeatureMapsResult:
+    model: str
+    layer: str
+    shape: tuple[int, int, int]
+    width: int
+    height: int
+    channels: tuple  # of convscope.inspect.maps.ChannelStats
+    grid: bytes | None = None
+    array: bytes | None = None
+    """float16 [n, height, width]: raw values aligned with the client's image."""
+    raw: bytes | None = None
+    """float16 [n, h, w]: the layer's own maps."""
+
+    def to_dict(self) -> dict:
+        n = len(self.channels)
+        out = {"model": self.model, "op": "feature_maps", "layer": self.layer, "shape": list(self.shape),
+               "width": self.width, "height": self.height, "channels": [c.to_dict() for c in self.channels]}
+        if self.grid is not None:
+            out["grid"] = base64.b64encode(self.grid).decode()
+        if self.array is not None:
+            out["array"] = float16_array((n, self.height, self.width), self.array)
+        if self.raw is not None:
+            out["raw"] = float16_array((n, *self.shape[1:]), self.raw)
+        return out
+
+
+@dataclass(frozen=True)
+class FiltersResult:
+    model: str
+    layer: str
+    shape: tuple[int, ...]
+    mode: str
+    shown: int
+    grid: bytes | None = None
+    array: bytes | None = None
+    """float16 [out, in, kh, kw]: every weight of the layer."""
+
+    def to_dict(self) -> dict:
+        out = {"model": self.model, "op": "filters", "layer": self.layer, "shape": list(self.shape),
+               "mode": self.mode, "shown": self.shown}
+        if self.grid is not None:
+            out["grid"] = base64.b64encode(self.grid).decode()
+        if self.array is not None:
+            out["array"] = float16_array(self.shape, self.array)
+        return out
+
+
+@dataclass(frozen=True)
+class TopExample:
+    id: str
+    label: str | None
+    metadata: dict
+    activation: float
+    position: tuple[int, int]
+    box: tuple[int, int, int, int]
+    width: int
+    height: int
+    patch: bytes | None = None
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "label": self.label, "metadata": self.metadata, "activation": self.activation,
+               "position": list(self.position), "box": list(self.box), "width": self.width, "height": self.height}
+        if self.patch is not None:
+            out["patch"] = base64.b64encode(self.patch).decode()
+        return out
+
+
+@dataclass(frozen=True)
+class TopExamplesResult:
+    model: str
+    layer: str
+    channel: int
+    count: int
+    examples: tuple[TopExample, ...]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "op": "top_examples", "layer": self.layer, "channel": self.channel,
+                "count": self.count, "examples": [e.to_dict() for e in self.examples]}

@@ -46,7 +46,7 @@ from typing import Any
 
 from .errors import SpecError
 
-ENDPOINTS = ("classify", "features", "saliency", "cam", "neighbours")
+ENDPOINTS = ("classify", "features", "saliency", "cam", "neighbours", "inspect")
 """Endpoints a spec may list, in the order of their TorchServe names (``<m>``, ``<m>-features``)."""
 
 RESIZE_MODES = ("squash", "center_crop", "mnist")
@@ -79,6 +79,18 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class InspectSpec:
+    """What ``<m>-inspect`` keeps for ``op=top_examples`` (``[inspect]``; docs/inspect.md)."""
+
+    layers: tuple[str, ...] | str = "auto"
+    """Layers whose per-channel maxima the top-activation store keeps for every gallery image
+    (4 bytes per channel per image: a float16 maximum and its position). "auto": the CAM layer and the outermost layer at twice its
+    resolution; a list of layer names; an empty list stores none (``top_examples`` is then off)."""
+    image_side: int = 512
+    """A copy of each gallery image, its longer side at most this, is kept for patch PNGs; 0: none."""
+
+
+@dataclass(frozen=True)
 class ServingSpec:
     """TorchServe settings of one endpoint's registration."""
 
@@ -98,6 +110,8 @@ DEFAULT_SERVING = {
     "cam": ServingSpec(batch_size=4, max_batch_delay_ms=10, response_timeout_s=600),
     # One worker: the index has exactly one writer (see convscope.index).
     "neighbours": ServingSpec(batch_size=8, max_batch_delay_ms=1, workers=1),
+    # Feature maps and filter grids are one forward pass and some PNG encoding.
+    "inspect": ServingSpec(batch_size=4, max_batch_delay_ms=5, response_timeout_s=120),
 }
 
 INDEX_BACKENDS = ("faiss", "milvus")
@@ -151,6 +165,7 @@ class ModelSpec:
     endpoints: tuple[str, ...] = ENDPOINTS
     serving: dict[str, ServingSpec] = field(default_factory=dict)
     index: IndexSpec = IndexSpec()
+    inspect: InspectSpec = InspectSpec()
     description: str = ""
     weights_sha256: str = ""
     """SHA-256 of the weights file, written by ``convscope-archive`` into the archived spec and
@@ -207,6 +222,16 @@ def _check_index(spec: IndexSpec) -> None:
         value = getattr(spec, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SpecError(f"index.{key} must be 0 (auto) or a positive integer, got {value!r}")
+
+
+def _inspect(table: dict[str, Any]) -> InspectSpec:
+    spec = _build(InspectSpec, table, "inspect")
+    layers = spec.layers
+    if not (layers == "auto" or (isinstance(layers, tuple) and all(isinstance(n, str) and n for n in layers))):
+        raise SpecError(f"inspect.layers must be \"auto\" or a list of layer names, got {layers!r}")
+    if not isinstance(spec.image_side, int) or isinstance(spec.image_side, bool) or spec.image_side < 0:
+        raise SpecError(f"inspect.image_side must be 0 (keep no images) or a positive integer, got {spec.image_side!r}")
+    return spec
 
 
 def _inside(base: Path, value: str, what: str, confine: bool) -> Path:
@@ -268,6 +293,7 @@ def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelS
         raise SpecError("serving.neighbours.workers must be 1: the index has exactly one writer")
     index = _build(IndexSpec, doc.pop("index", {}), "index")
     _check_index(index)
+    inspect = _inspect(doc.pop("inspect", {}))
     description = doc.pop("description", "")
     weights_sha256 = doc.pop("weights_sha256", "")
     runtime = _runtime(doc, base, confine)
@@ -279,7 +305,7 @@ def parse_spec(doc: dict[str, Any], base: Path, confine: bool = False) -> ModelS
                      weights=_inside(base, weights, "weights", confine),
                      labels=_labels(labels, base, num_classes, confine),
                      input=input_spec, layers=layers, endpoints=endpoints, serving=serving,
-                     index=index, description=description, weights_sha256=weights_sha256,
+                     index=index, inspect=inspect, description=description, weights_sha256=weights_sha256,
                      **runtime)
 
 

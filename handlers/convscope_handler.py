@@ -16,7 +16,10 @@ from convscope.config import EngineConfig
 from convscope.endpoints import EXPLANATION_ENDPOINTS, build_endpoint, endpoint_for
 from convscope.envelope import Payload
 from convscope.errors import ServiceError
-from convscope.index import open_model_index
+from convscope.index import model_directory, open_model_index
+from convscope.index.activations import STORE_FILE
+from convscope.inspect.examples import SEED_FILE as ACTIVATIONS_SEED
+from convscope.inspect.examples import open_model_store
 from convscope.models import choose_device, load_model
 from convscope.spec import load_spec
 
@@ -34,11 +37,15 @@ class ConvScopeHandler:
         endpoint = endpoint_for(context.model_name, spec.name)
         if endpoint in EXPLANATION_ENDPOINTS:  # explanations yield the CPU to the fast endpoints
             os.nice(config.explanation_niceness)
-        index = None
-        if endpoint == "neighbours":  # the single writer of this model's index
+        index = store = store_path = None
+        if endpoint == "neighbours":  # the single writer of this model's index and activation store
             index = open_model_index(spec, model.layers.feature_dim, Path(props["model_dir"]),
                                      os.environ, config.intra_op_threads)
-        self.endpoint = build_endpoint(endpoint, model, config, index)
+            store = open_model_store(model, model_directory(spec, os.environ), index,
+                                     seed=Path(props["model_dir"]) / ACTIVATIONS_SEED)
+        if endpoint == "inspect":  # reads the store the neighbours worker writes
+            store_path = model_directory(spec, os.environ) / STORE_FILE
+        self.endpoint = build_endpoint(endpoint, model, config, index, store, store_path)
 
     @staticmethod
     def _payload(row, context, index):

@@ -9,6 +9,8 @@ import pytest
 from convscope.config import EngineConfig
 from convscope.endpoints import SUFFIXES, build_endpoint
 from convscope.index import open_index
+from convscope.index.activations import STORE_FILE
+from convscope.inspect.examples import open_model_store
 from convscope.models import load_model
 from convscope.spec import load_spec
 
@@ -40,6 +42,11 @@ def gallery(store: Path, name: str) -> Path:
     return store / "build" / "galleries" / f"{name}.csidx"
 
 
+def activation_seed(store: Path, name: str) -> Path:
+    """The top-activation store `make store` built with that gallery."""
+    return store / "build" / "galleries" / f"{name}-activations.sqlite"
+
+
 @pytest.fixture(scope="session")
 def endpoints(lite0, digits_model, store, tmp_path_factory):
     """In-process endpoints, keyed like TorchServe names: ``digits``, ``digits-features`` ...;
@@ -47,10 +54,15 @@ def endpoints(lite0, digits_model, store, tmp_path_factory):
     config, root = EngineConfig(), tmp_path_factory.mktemp("index")
     built = {}
     for m in (lite0, digits_model):
-        index = open_index(m.spec.index, m.layers.feature_dim, root / m.spec.name, m.spec.name,
+        directory = root / m.spec.name
+        index = open_index(m.spec.index, m.layers.feature_dim, directory, m.spec.name,
                            seed=gallery(store, m.spec.name))
+        activations = open_model_store(m, directory, index, seed=activation_seed(store, m.spec.name))
         for kind, suffix in SUFFIXES.items():
-            built[f"{m.spec.name}{suffix}"] = build_endpoint(kind, m, config, index)
+            built[f"{m.spec.name}{suffix}"] = build_endpoint(kind, m, config, index, activations,
+                                                             directory / STORE_FILE)
     yield built
     for m in (lite0, digits_model):
         built[f"{m.spec.name}-neighbours"].index.close()
+        if built[f"{m.spec.name}-neighbours"].store is not None:
+            built[f"{m.spec.name}-neighbours"].store.close()

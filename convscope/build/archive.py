@@ -27,6 +27,10 @@ import torch
 
 from ..errors import SpecError
 from ..index import SEED_FILE
+from ..inspect.examples import SEED_FILE as ACTIVATIONS_SEED
+from ..inspect.examples import layer_rows, stored_layers
+from ..inspect.filters import first_conv
+from ..inspect.receptive import trace_layers
 from ..models import load_model
 from ..models.forward import OUTPUT_NAMES
 from ..models.weights import sha256_of
@@ -92,18 +96,23 @@ def model_config(spec) -> str:
 
 def model_card(spec, model) -> dict:
     """What a server outside the worker (the gRPC gateway) needs to describe the model without
-    loading it: names, sizes and endpoints, measured from the loaded model."""
-    return {"name": spec.name, "description": spec.description, "num_classes": spec.num_classes,
+    loading it: names, sizes and endpoints, measured from the loaded model, and its inspectable
+    layers with their receptive fields (``op=layers``)."""
+    layers = trace_layers(model.module, model.input_shape)
+    stored = stored_layers(model, layers)
+    return {"layers": list(layer_rows(layers, stored)), "stored_layers": list(stored),
+            "first_conv": first_conv(model.module), **{"name": spec.name, "description": spec.description, "num_classes": spec.num_classes,
             "feature_dim": model.layers.feature_dim, "feature_layer": model.layers.feature.label,
             "cam_layer": model.layers.cam.label, "endpoints": list(spec.endpoints),
             "input_height": spec.input.size[0], "input_width": spec.input.size[1],
-            "input_channels": spec.input.channels, "runtime": spec.runtime}
+            "input_channels": spec.input.channels, "runtime": spec.runtime}}
 
 
 def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
-            handler: Path = HANDLER, gallery: Path | None = None) -> Path:
+            handler: Path = HANDLER, gallery: Path | None = None, activations: Path | None = None) -> Path:
     """Write ``<export_path>/<name>.mar``; return its path. ``gallery``: an index snapshot that
-    seeds ``<name>-neighbours`` the first time it starts."""
+    seeds ``<name>-neighbours`` the first time it starts; ``activations``: the top-activation
+    store built with it (``<name>-inspect``'s ``top_examples``)."""
     spec = load_spec(spec_path, weights)
     model = load_model(replace(spec, runtime="torch"))  # the PyTorch twin; ONNX is exported below
     print(f"{spec.name}: {spec.arch}, feature layer {model.layers.feature.label} "
@@ -130,6 +139,9 @@ def archive(spec_path: Path, export_path: Path, weights: Path | None = None,
         if gallery is not None:
             extra.append(stage / SEED_FILE)
             shutil.copyfile(gallery, extra[-1])
+        if activations is not None:
+            extra.append(stage / ACTIVATIONS_SEED)
+            shutil.copyfile(activations, extra[-1])
         # torch-model-archiver stages in $TMPDIR/<model name> and deletes it: keep that private.
         env = {**os.environ, "TMPDIR": tmp}
         command = [str(Path(sys.executable).with_name("torch-model-archiver")),
@@ -150,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, help="weights file overriding the spec's")
     parser.add_argument("--export-path", type=Path, default=Path("model_store"))
     parser.add_argument("--gallery", type=Path, help="an index snapshot seeding <name>-neighbours")
+    parser.add_argument("--activations", type=Path, help="the top-activation store built with --gallery")
     args = parser.parse_args(argv)
-    archive(args.spec, args.export_path, args.weights, gallery=args.gallery)
+    archive(args.spec, args.export_path, args.weights, gallery=args.gallery, activations=args.activations)
 
 
 if __name__ == "__main__":

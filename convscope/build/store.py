@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..index import storage
+from ..index.activations import STORE_FILE
 from ..spec import load_spec, read_spec_document
 from . import digits, efficientnet, gallery
 from .archive import HANDLER, archive
@@ -49,19 +50,28 @@ def _photo_gallery(model, build: Path) -> list[gallery.Item]:
 GALLERIES = {"digits": _digits_gallery, "efficientnet_lite0": _photo_gallery}
 
 
-def build_gallery(spec_path: Path, weights: Path, build: Path) -> Path:
-    """Index the model's built-in gallery; returns the snapshot file that seeds the archive."""
+def build_gallery(spec_path: Path, weights: Path, build: Path) -> tuple[Path, Path | None]:
+    """Index the model's built-in gallery, with its top-activation store; returns the snapshot
+    file and the store file (None when the spec stores no layer) that seed the archive."""
     name = read_spec_document(spec_path)["name"]
     seed, directory = build / "galleries" / f"{name}.csidx", build / "galleries" / name
-    if not _stale(seed, weights, spec_path):
-        return seed
+    activations = build / "galleries" / f"{name}-activations.sqlite"
+    if not _stale(seed, weights, spec_path) and activations.exists():
+        return seed, activations
     shutil.rmtree(directory, ignore_errors=True)
-    model, index = gallery.open_for(spec_path, directory, weights)
+    model, index, store = gallery.open_for(spec_path, directory, weights)
     with index:
-        print(f"{name}: gallery {gallery.ingest(index, model, GALLERIES[name](model, build))}")
+        items = GALLERIES[name](model, build)
+        print(f"{name}: gallery {gallery.ingest(index, model, items, store=store)}")
         index.checkpoint()
+        if store is not None:
+            store.close()  # checkpoints the store into its one file
     shutil.copyfile(storage.snapshots(directory)[-1], seed)
-    return seed
+    if store is None:
+        activations.unlink(missing_ok=True)
+        return seed, None
+    shutil.copyfile(directory / STORE_FILE, activations)
+    return seed, activations
 
 ARCHIVER = Path(__file__).with_name("archive.py")
 
@@ -77,11 +87,13 @@ def build_store(store: Path, force: bool = False) -> list[Path]:
         weights = (spec_path.parent / doc["weights"]).resolve()
         if (force or not weights.exists()) and doc["name"] in BUILDERS:
             BUILDERS[doc["name"]](spec_path, weights)
-        seed = build_gallery(spec_path, weights, weights.parent) if doc["name"] in GALLERIES else None
+        seed, activations = build_gallery(spec_path, weights, weights.parent) if doc["name"] in GALLERIES \
+            else (None, None)
         mar = store / f"{doc['name']}.mar"
         # archive.py itself is an input: a change of what an archive holds (card.json) rebuilds it.
-        if force or _stale(mar, spec_path, weights, HANDLER, ARCHIVER, *([seed] if seed else [])):
-            archive(spec_path, store, gallery=seed)
+        seeds = [p for p in (seed, activations) if p is not None]
+        if force or _stale(mar, spec_path, weights, HANDLER, ARCHIVER, *seeds):
+            archive(spec_path, store, gallery=seed, activations=activations)
         else:
             print(f"{doc['name']}: {mar} is up to date")
         archives.append(mar)

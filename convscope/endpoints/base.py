@@ -70,13 +70,17 @@ class Endpoint(ABC):
         image, raw = split_payload(payload, self.image_required)
         return self.make_request(image, parse_params(raw, self.params), set(raw))
 
+    def full_image(self, request: Any) -> bool:
+        """Decode every pixel of this request's image (never a reduced JPEG decode)."""
+        return self.draws_on_image
+
     def prepare(self, request: Any) -> Prepared | None:
         """The image's network input; None for a request without an image (index writes)."""
         if not request.image and not self.image_required:
             return None
         started = time.perf_counter()
         image, tensor, placement = image_input(request.image, self.model.spec.input, self.config,
-                                               full_image=self.draws_on_image)
+                                               full_image=self.full_image(request))
         metrics.PREPROCESS_DURATION.labels(self.model.spec.name).observe(time.perf_counter() - started)
         return Prepared(tensor, image, placement)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +27,9 @@ from ..config import EngineConfig
 from ..envelope import Param
 from ..errors import BadRequest, InternalError, ServiceError
 from ..index import Entry, FeatureIndex
+from ..index.activations import ActivationRow, ActivationStore
 from ..index.base import MAX_ID_CHARS, MAX_LABEL_CHARS
+from ..inspect.examples import image_copy, row_info, summaries
 from ..models import LoadedModel
 from ..schemas import (
     IndexStatsResult,
@@ -46,14 +48,30 @@ APPLIES = {"search": {"k", "vector"}, "add": {"id", "label", "metadata", "vector
 MAX_VECTOR_VALUES = 65_536
 
 
+class Pending(NamedTuple):
+    """An add waiting for its group commit: its place in the batch, its entry, its store row."""
+
+    position: int
+    entry: Entry
+    row: ActivationRow | None
+
+
 class NeighboursEndpoint(Endpoint):
     name = "neighbours"
     image_required = False
 
-    def __init__(self, model: LoadedModel, config: EngineConfig, index: FeatureIndex) -> None:
+    def __init__(self, model: LoadedModel, config: EngineConfig, index: FeatureIndex,
+                 store: ActivationStore | None = None) -> None:
         super().__init__(model, config)
-        self.index = index
+        self.index, self.store = index, store
         metrics.INDEX_ENTRIES.labels(model.spec.name).set(index.count())
+        if store is not None:
+            metrics.ACTIVATION_STORE_ENTRIES.labels(model.spec.name).set(store.count())
+
+    def full_image(self, request: NeighboursRequest) -> bool:
+        """An add that the top-activation store keeps is decoded in full, as ``<m>-inspect``
+        decodes it, so its stored maxima are what ``op=feature_maps`` reports for the same bytes."""
+        return self.store is not None and request.op == "add"
 
     @contextmanager
     def _timed(self, op: str) -> Iterator[None]:
@@ -99,18 +117,59 @@ class NeighboursEndpoint(Endpoint):
         vectors = [next(embedded) if p is not None else
                    (np.asarray(r.vector, np.float32) if r.vector is not None else None)
                    for r, p in zip(requests, prepared)]
+        rows = self._activation_rows(requests, inputs, prepared)
         outcomes: list[Outcome] = [None] * len(requests)
-        adds: list[tuple[int, Entry]] = []
+        adds: list[Pending] = []
         for i, (request, vector) in enumerate(zip(requests, vectors)):
-            if request.op == "add" and not any(e.id == request.id for _, e in adds):
+            if request.op == "add" and not any(p.entry.id == request.id for p in adds):
                 outcomes[i] = self._guard(self._entry, request, vector)
                 if not isinstance(outcomes[i], ServiceError):
-                    adds.append((i, outcomes[i]))
+                    adds.append(Pending(i, outcomes[i], rows.get(i)))
                 continue
             self._flush(adds, outcomes)
-            outcomes[i] = self._guard(self._apply, request, vector)
+            outcomes[i] = self._guard(self._apply, request, vector, rows.get(i))
         self._flush(adds, outcomes)
         return outcomes
+
+    def _activation_rows(self, requests: list[NeighboursRequest], inputs: torch.Tensor | None,
+                         prepared: list[Prepared | None]) -> dict[int, ActivationRow]:
+        """The store's row for every add with an image, by request position: one extra pass of the
+        PyTorch module over those images, recording the stored layers."""
+        wanted = [i for i, (r, p) in enumerate(zip(requests, prepared)) if r.op == "add" and p is not None]
+        if self.store is None or not wanted:
+            return {}
+        image_rows = {i: row for row, i in enumerate(i for i, p in enumerate(prepared) if p is not None)}
+        chosen = inputs[torch.tensor([image_rows[i] for i in wanted], device=inputs.device)]
+        layers = summaries(self.model, list(self.store.layers), chosen)
+        out = {}
+        for i, summary in zip(wanted, layers):
+            copy, scale = image_copy(prepared[i].image, self.model.spec.inspect.image_side)
+            r = requests[i]
+            out[i] = ActivationRow(r.id, r.label, r.metadata or {}, row_info(prepared[i].placement, scale), summary, copy)
+        return out
+
+    def _commit_adds(self, adds: list[Pending]) -> list[bool]:
+        """The index write, and the store's in one transaction around it: both or neither (a
+        failed index write rolls the store back). An add by vector drops the id's old
+        activations: they no longer describe the entry."""
+        entries = [p.entry for p in adds]
+        if self.store is None:
+            return self.index.add(entries)
+        with self.store.transaction():
+            self.store.delete([p.entry.id for p in adds if p.row is None])
+            self.store.put([p.row for p in adds if p.row is not None])
+            created = self.index.add(entries)
+        metrics.ACTIVATION_STORE_ENTRIES.labels(self.model.spec.name).set(self.store.count())
+        return created
+
+    def _delete(self, key: str) -> None:
+        if self.store is None:
+            self.index.delete([key])
+            return
+        with self.store.transaction():
+            self.store.delete([key])
+            self.index.delete([key])
+        metrics.ACTIVATION_STORE_ENTRIES.labels(self.model.spec.name).set(self.store.count())
 
     def _guard(self, step, *args) -> Outcome:
         try:
@@ -126,20 +185,20 @@ class NeighboursEndpoint(Endpoint):
         self.index.check_entries([entry])  # this item's 400, before it joins a group commit
         return entry
 
-    def _flush(self, adds: list[tuple[int, Entry]], outcomes: list[Outcome]) -> None:
+    def _flush(self, adds: list[Pending], outcomes: list[Outcome]) -> None:
         """Commit the pending adds together; each gets its own result (or the commit's error)."""
         if not adds:
             return
         with self._timed("add"):
-            created = self._guard(self.index.add, [entry for _, entry in adds])
+            created = self._guard(self._commit_adds, adds)
         self._count_writes("add", len(adds), created if isinstance(created, ServiceError) else None)
         count = self.index.count()
-        for j, (i, entry) in enumerate(adds):
-            outcomes[i] = created if isinstance(created, ServiceError) else \
-                IndexWriteResult(self.model.spec.name, "add", entry.id, count, created[j])
+        for j, pending in enumerate(adds):
+            outcomes[pending.position] = created if isinstance(created, ServiceError) else \
+                IndexWriteResult(self.model.spec.name, "add", pending.entry.id, count, created[j])
         adds.clear()
 
-    def _apply(self, request: NeighboursRequest, vector: np.ndarray | None) -> Outcome:
+    def _apply(self, request: NeighboursRequest, vector: np.ndarray | None, row: ActivationRow | None) -> Outcome:
         name = self.model.spec.name
         if request.op == "search":
             with self._timed("search"):
@@ -147,7 +206,7 @@ class NeighboursEndpoint(Endpoint):
         if request.op == "delete":
             with self._timed("delete"):
                 try:
-                    self.index.delete([request.id])
+                    self._delete(request.id)
                 except ServiceError as error:
                     self._count_writes("delete", 1, error)
                     raise
@@ -156,10 +215,10 @@ class NeighboursEndpoint(Endpoint):
         if request.op == "stats":
             with self._timed("stats"):
                 return IndexStatsResult(name, self.index.describe().to_dict())
-        return self._flush_one(request, vector)
+        return self._flush_one(request, vector, row)
 
-    def _flush_one(self, request: NeighboursRequest, vector: np.ndarray) -> Outcome:
+    def _flush_one(self, request: NeighboursRequest, vector: np.ndarray, row: ActivationRow | None) -> Outcome:
         """An add whose id is already pending in this batch: committed on its own, in order."""
         outcomes: list[Outcome] = [None]
-        self._flush([(0, self._entry(request, vector))], outcomes)
+        self._flush([Pending(0, self._entry(request, vector), row)], outcomes)
         return outcomes[0]

@@ -37,6 +37,16 @@ def open_index(spec: IndexSpec, dim: int, directory: Path, name: str,
     return FaissIndex.open(spec, dim, directory, seed=seed)
 
 
+def model_directory(spec: ModelSpec, environ: Mapping[str, str]) -> Path:
+    """``<index root>/<model>/``: the model's feature index and, beside it, its top-activation
+    store. Read once, at worker start (``convscope-serve`` sets the root)."""
+    root = environ.get(ROOT_VARIABLE, "")
+    if not root:
+        raise SpecError(f"{ROOT_VARIABLE} is not set: the neighbours and inspect endpoints need the "
+                        "directory of the model's index (convscope-serve sets it; see docs/neighbours.md)")
+    return Path(root) / spec.name
+
+
 def open_model_index(spec: ModelSpec, dim: int, model_dir: Path, environ: Mapping[str, str],
                      threads: int = 1) -> FeatureIndex:
     """The live index of a served model, opened once at worker start.
@@ -44,10 +54,7 @@ def open_model_index(spec: ModelSpec, dim: int, model_dir: Path, environ: Mappin
     ``environ`` is read here and only here: the index root, and the Milvus token variable the
     spec names. The archive's gallery seeds a new index.
     """
-    root = environ.get(ROOT_VARIABLE, "")
-    if not root:
-        raise SpecError(f"{ROOT_VARIABLE} is not set: the neighbours endpoint needs a directory for "
-                        "its index (convscope-serve sets it; see docs/neighbours.md)")
+    directory = model_directory(spec, environ)
     token = environ.get(spec.index.token_env) if spec.index.token_env else None
     if spec.index.token_env and not token:
         raise SpecError(f"index.token_env names {spec.index.token_env}, which is not set")
@@ -55,8 +62,8 @@ def open_model_index(spec: ModelSpec, dim: int, model_dir: Path, environ: Mappin
 
     faiss.omp_set_num_threads(threads)
     seed = model_dir / SEED_FILE
-    return open_index(spec.index, dim, Path(root) / spec.name, spec.name,
+    return open_index(spec.index, dim, directory, spec.name,
                       seed=seed if seed.exists() else None, token=token)
 
 
-__all__ = ["ROOT_VARIABLE", "SEED_FILE", "open_model_index", "Entry", "FeatureIndex", "IndexStats", "Neighbour", "open_index"]
+__all__ = ["ROOT_VARIABLE", "SEED_FILE", "model_directory", "open_model_index", "Entry", "FeatureIndex", "IndexStats", "Neighbour", "open_index"]

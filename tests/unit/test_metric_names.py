@@ -27,6 +27,8 @@ CONVSCOPE = {
     "convscope_errors_total": ("counter", ("model", "endpoint", "type")),
     "convscope_index_operation_duration_seconds": ("histogram", ("model", "op")),
     "convscope_index_entries": ("gauge", ("model",)),
+    "convscope_inspect_duration_seconds": ("histogram", ("model", "op")),
+    "convscope_activation_store_entries": ("gauge", ("model",)),
     "convscope_index_writes_total": ("counter", ("model", "op", "outcome")),
     "convscope_worker_starts_total": ("counter", ("model", "endpoint")),
     "convscope_gpu_memory_bytes": ("gauge", ("device", "kind")),

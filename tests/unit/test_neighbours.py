@@ -142,7 +142,7 @@ def digit_vectors(digits_model):
     out = {}
     for split in ("train", "held_out"):
         items = digit_items(digits_model, split)
-        pixels = torch.stack([item.load() for item in items])
+        pixels = torch.stack([item.load().tensor for item in items])
         out[split] = (embed(digits_model, pixels).numpy(), pixels.flatten(1).numpy(),
                       np.array([item.label for item in items]))
     return out
