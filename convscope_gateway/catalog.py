@@ -2,9 +2,11 @@
 and whether each registration has a ready worker, polled from TorchServe's management API.
 
 Each archive carries ``card.json`` (written by ``convscope-archive``): name, description, class
-count, feature dim, endpoints, input size. Readiness comes from ``GET /models/{name}`` on the
-management port with the management key that TorchServe writes to ``key_file.json`` (read
-through ``keys.TorchServeKeys``, so a restart or a renewal that rewrites it is picked up).
+count, feature dim, endpoints, input size, and (archives built since inspect) the inspectable
+layers with their receptive fields, the first convolution and the stored layers. Readiness comes
+from ``GET /models/{name}`` on the management port with the management key that TorchServe
+writes to ``key_file.json`` (read through ``keys.TorchServeKeys``, so a restart or a renewal
+that rewrites it is picked up).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
 SUFFIXES = {"classify": "", "features": "-features", "saliency": "-saliency", "cam": "-cam",
-            "neighbours": "-neighbours"}
+            "neighbours": "-neighbours", "inspect": "-inspect"}
 """The TorchServe registration of each endpoint of backbone ``<m>`` is ``<m><suffix>``."""
 
 
@@ -40,12 +42,23 @@ class ModelCard:
     input_height: int
     input_width: int
     input_channels: int = 3
+    cam_layer: str = ""
+    feature_layer: str = ""
+    first_conv: str = ""
+    stored_layers: tuple[str, ...] = ()
+    layers: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    """The ``op=layers`` entries (name, type, shape, receptive_field, stored); empty in an
+    archive built before inspect."""
 
     @classmethod
     def from_document(cls, doc: dict) -> "ModelCard":
+        """``card.json``; the keys added since the first archives (layers, first_conv,
+        stored_layers, ...) may be absent."""
         return cls(doc["name"], doc.get("description", ""), int(doc["num_classes"]), int(doc["feature_dim"]),
                    tuple(doc["endpoints"]), int(doc["input_height"]), int(doc["input_width"]),
-                   int(doc.get("input_channels", 3)))
+                   int(doc.get("input_channels", 3)), doc.get("cam_layer") or "", doc.get("feature_layer") or "",
+                   doc.get("first_conv") or "", tuple(doc.get("stored_layers") or ()),
+                   tuple(dict(layer) for layer in doc.get("layers") or ()))
 
     def registration(self, endpoint: str) -> str:
         return f"{self.name}{SUFFIXES[endpoint]}"

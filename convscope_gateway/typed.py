@@ -11,19 +11,17 @@ is the engine's, so REST, TorchServe gRPC and this API accept and refuse exactly
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import struct
-from dataclasses import dataclass
-from typing import Any, Callable
 
 import grpc
 from convscope_client._proto import convscope_pb2 as pb
 from convscope_client._proto import convscope_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
+from . import inspection
 from .catalog import Catalog, ModelCard
 from .errors import GatewayError, invalid
+from .routing import Route, b64, enum_list_text, enum_text, image_inputs, optional_inputs
 from .upstream import Upstream
 
 MAX_TIMEOUT_S = 600.0
@@ -42,55 +40,20 @@ def upstream_timeout(context: grpc.aio.ServicerContext) -> float:
     return MAX_TIMEOUT_S if remaining is None else max(0.0, min(remaining, MAX_TIMEOUT_S))
 
 
-def f32_text(value: float) -> str:
-    """The shortest decimal that reads back as the same float32 (0.15f -> "0.15"), so the engine
-    sees the value the caller wrote, not float32's nearest binary neighbour printed in full."""
-    for digits in range(6, 10):
-        text = f"{value:.{digits}g}"
-        if struct.unpack("<f", struct.pack("<f", float(text)))[0] == value:
-            return text
-    return repr(value)
-
-
-def enum_text(enum, value: int, prefix: str, field: str) -> str | None:
-    """``CAM_METHOD_GRADCAM_PP`` -> ``"gradcam_pp"``; UNSPECIFIED (0) -> None (the default)."""
-    if value == 0:
-        return None
-    try:
-        return enum.Name(value).removeprefix(prefix).lower()
-    except ValueError:
-        names = [n for n in enum.keys() if not n.endswith("UNSPECIFIED")]
-        raise invalid(f"{field} = {value} is not a {enum.DESCRIPTOR.name}: one of {', '.join(names)}") from None
-
-
-def _optional(message: Message, inputs: dict[str, bytes], *names: str) -> None:
-    """Copy each set optional scalar field into ``inputs`` as text."""
-    for name in names:
-        if message.HasField(name):
-            value = getattr(message, name)
-            text = f32_text(value) if isinstance(value, float) else str(value).lower() if isinstance(value, bool) \
-                else str(value)
-            inputs[name] = text.encode()
-
-
-def _image_inputs(image: pb.Image) -> dict[str, bytes]:
-    return {"data": image.data} if image.data else {}
-
-
 def _rendering(rendering: pb.Rendering, inputs: dict[str, bytes]) -> None:
-    outputs = [enum_text(pb.Output, o, "OUTPUT_", "rendering.outputs") or "heatmap" for o in rendering.outputs]
+    outputs = enum_list_text(pb.Output, rendering.outputs, "OUTPUT_", "rendering.outputs", "heatmap")
     if outputs:
-        inputs["output"] = ",".join(dict.fromkeys(outputs)).encode()
+        inputs["output"] = outputs
     polarity = enum_text(pb.Polarity, rendering.polarity, "POLARITY_", "rendering.polarity")
     if polarity:
         inputs["polarity"] = polarity.encode()
-    _optional(rendering, inputs, "clip_low", "clip_high", "alpha")
+    optional_inputs(rendering, inputs, "clip_low", "clip_high", "alpha")
 
 
 def _probe(probe: pb.Probe, inputs: dict[str, bytes]) -> None:
     kind = probe.WhichOneof("kind")
     if kind == "image":
-        inputs.update(_image_inputs(probe.image))
+        inputs.update(image_inputs(probe.image))
     elif kind == "vector":
         inputs["vector"] = json.dumps(list(probe.vector.values)).encode()
 
@@ -98,35 +61,35 @@ def _probe(probe: pb.Probe, inputs: dict[str, bytes]) -> None:
 # --- requests -> TorchServe inputs ------------------------------------------------------------
 
 def classify_inputs(r: pb.ClassifyRequest) -> dict[str, bytes]:
-    inputs = _image_inputs(r.image)
-    _optional(r, inputs, "top_k")
+    inputs = image_inputs(r.image)
+    optional_inputs(r, inputs, "top_k")
     return inputs
 
 
 def features_inputs(r: pb.FeaturesRequest) -> dict[str, bytes]:
-    inputs = _image_inputs(r.image)
-    _optional(r, inputs, "normalize")
+    inputs = image_inputs(r.image)
+    optional_inputs(r, inputs, "normalize")
     return inputs
 
 
 def saliency_inputs(r: pb.SaliencyRequest) -> dict[str, bytes]:
-    inputs = _image_inputs(r.image)
+    inputs = image_inputs(r.image)
     method = enum_text(pb.SaliencyMethod, r.method, "SALIENCY_METHOD_", "method")
     inputs["method"] = (method or "gradient").encode()
     baseline = enum_text(pb.Baseline, r.baseline, "BASELINE_", "baseline")
     if baseline:
         inputs["baseline"] = baseline.encode()
-    _optional(r, inputs, "target", "samples", "noise", "seed", "steps", "window", "stride", "fill")
+    optional_inputs(r, inputs, "target", "samples", "noise", "seed", "steps", "window", "stride", "fill")
     _rendering(r.rendering, inputs)
     return inputs
 
 
 def cam_inputs(r: pb.CamRequest) -> dict[str, bytes]:
-    inputs = _image_inputs(r.image)
+    inputs = image_inputs(r.image)
     inputs["method"] = (enum_text(pb.CamMethod, r.method, "CAM_METHOD_", "method") or "gradcam").encode()
     if r.layer:
         inputs["layer"] = r.layer.encode()
-    _optional(r, inputs, "target")
+    optional_inputs(r, inputs, "target")
     _rendering(r.rendering, inputs)
     return inputs
 
@@ -134,14 +97,14 @@ def cam_inputs(r: pb.CamRequest) -> dict[str, bytes]:
 def neighbours_inputs(r: pb.NeighboursRequest) -> dict[str, bytes]:
     inputs: dict[str, bytes] = {}
     _probe(r.probe, inputs)
-    _optional(r, inputs, "k")
+    optional_inputs(r, inputs, "k")
     return inputs
 
 
 def index_add_inputs(r: pb.IndexAddRequest) -> dict[str, bytes]:
     inputs = {"op": b"add", "id": r.id.encode()}
     _probe(r.probe, inputs)
-    _optional(r, inputs, "label")
+    optional_inputs(r, inputs, "label")
     if r.metadata_json:
         inputs["metadata"] = r.metadata_json.encode()
     return inputs
@@ -157,16 +120,12 @@ def index_stats_inputs(_r: pb.IndexStatsRequest) -> dict[str, bytes]:
 
 # --- ConvScope's JSON -> responses ------------------------------------------------------------
 
-def _b64(doc: dict, key: str) -> bytes:
-    return base64.b64decode(doc[key]) if doc.get(key) else b""
-
-
 def explanation(doc: dict) -> pb.Explanation:
     array = doc.get("array") or {}
     return pb.Explanation(
         model=doc["model"], method=doc["method"], target=doc["target"], label=doc["label"], score=doc["score"],
-        map=pb.ExplanationMap(width=doc["width"], height=doc["height"], heatmap_png=_b64(doc, "heatmap"),
-                              overlay_png=_b64(doc, "overlay"), array_f16=_b64(array, "data")))
+        map=pb.ExplanationMap(width=doc["width"], height=doc["height"], heatmap_png=b64(doc, "heatmap"),
+                              overlay_png=b64(doc, "overlay"), array_f16=b64(array, "data")))
 
 
 def classify_response(doc: dict) -> pb.ClassifyResponse:
@@ -195,15 +154,6 @@ def index_stats_response(doc: dict) -> pb.IndexStatsResponse:
                                  details_json=json.dumps(details, separators=(",", ":")))
 
 
-@dataclass(frozen=True)
-class Route:
-    """One unary RPC: the endpoint it calls, and its two converters."""
-
-    endpoint: str
-    inputs: Callable[[Any], dict[str, bytes]]
-    response: Callable[[dict], Message]
-
-
 ROUTES: dict[str, Route] = {
     "Classify": Route("classify", classify_inputs, classify_response),
     "Features": Route("features", features_inputs, features_response),
@@ -215,16 +165,22 @@ ROUTES: dict[str, Route] = {
     "IndexDelete": Route("neighbours", index_delete_inputs, lambda d: pb.IndexDeleteResponse(
         model=d["model"], id=d["id"], count=d["count"])),
     "IndexStats": Route("neighbours", index_stats_inputs, index_stats_response),
+    **inspection.ROUTES,  # InspectLayers, FeatureMaps, Filters, TopExamples
 }
 PIPELINE_RPCS = {"classify": "Classify", "features": "Features", "saliency": "Saliency", "cam": "Cam",
-                 "neighbours": "Neighbours"}
+                 "neighbours": "Neighbours", "inspect_layers": "InspectLayers", "feature_maps": "FeatureMaps",
+                 "filters": "Filters", "top_examples": "TopExamples"}
 """Which unary RPC answers each kind of pipeline request (the oneof's field names)."""
 
 
 def model_info(card: ModelCard) -> pb.ModelInfo:
+    """The card as ``ModelInfo``; the inspect fields stay empty for an archive built before them."""
     return pb.ModelInfo(model=card.name, description=card.description, num_classes=card.num_classes,
                         feature_dim=card.feature_dim, endpoints=list(card.endpoints),
-                        input_height=card.input_height, input_width=card.input_width)
+                        input_height=card.input_height, input_width=card.input_width,
+                        layers=[inspection.layer_info(d) for d in card.layers], cam_layer=card.cam_layer,
+                        feature_layer=card.feature_layer, first_conv=card.first_conv,
+                        stored_layers=list(card.stored_layers), input_channels=card.input_channels)
 
 
 class ConvScopeService(pb_grpc.ConvScopeServicer):
@@ -266,7 +222,7 @@ class ConvScopeService(pb_grpc.ConvScopeServicer):
         kind = item.WhichOneof("request")
         try:
             if kind is None:
-                raise invalid("a pipeline request needs one of classify, features, saliency, cam, neighbours")
+                raise invalid(f"a pipeline request needs one of {', '.join(PIPELINE_RPCS)}")
             answer = await self.answer(PIPELINE_RPCS[kind], getattr(item, kind), token, timeout)
             return pb.PipelineResponse(key=item.key, **{kind: answer})
         except GatewayError as error:
@@ -317,5 +273,5 @@ def _unary_rpc(rpc: str):
     return call
 
 
-for _rpc in ROUTES:  # Classify, Features, Saliency, Cam, Neighbours, IndexAdd, IndexDelete, IndexStats
+for _rpc in ROUTES:  # Classify ... IndexStats, InspectLayers, FeatureMaps, Filters, TopExamples
     setattr(ConvScopeService, _rpc, _unary_rpc(_rpc))

@@ -1,6 +1,6 @@
 """The gateway's pure parts: typed requests to TorchServe inputs (only what the caller set, floats
 as the caller wrote them, enums checked), ConvScope's JSON to typed responses, the error mapping
-and the model catalogue read from the built archives."""
+and the model catalogue read from the built archives (the inspect RPCs: test_gateway_inspect.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from convscope_gateway import typed
 from convscope_gateway.catalog import SUFFIXES as GATEWAY_SUFFIXES
 from convscope_gateway.catalog import Catalog
 from convscope_gateway.errors import GatewayError, is_error_document
+from convscope_gateway.routing import f32_text
 
 IMAGE = pb.Image(data=b"\x89PNG...")
 
@@ -24,7 +25,7 @@ IMAGE = pb.Image(data=b"\x89PNG...")
 @pytest.mark.parametrize("value", [0.15, 0.1, 1e-7, 99.5, 0.3333333, 123456.789, 0.0])
 def test_f32_text_is_the_shortest_decimal_of_the_float32(value):
     as_f32 = struct.unpack("<f", struct.pack("<f", value))[0]
-    text = typed.f32_text(as_f32)
+    text = f32_text(as_f32)
     assert struct.unpack("<f", struct.pack("<f", float(text)))[0] == as_f32
     assert len(text) <= len(repr(value)) + 1
 

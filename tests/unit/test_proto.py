@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from convscope_client._proto import convscope_pb2
 
+from convscope.endpoints.inspect import OPS as INSPECT_OPS
+from convscope.endpoints.inspect import OUTPUTS as INSPECT_OUTPUTS
 from convscope.endpoints.neighbours import OPS
 from convscope.explain import CAM, SALIENCY
 from convscope.spec import ENDPOINTS
@@ -47,12 +49,20 @@ def test_method_enums_are_the_engines_methods(v1):
     assert _names(v1.CamMethod, "CAM_METHOD_") == set(CAM)
     assert _names(v1.Output, "OUTPUT_") == {"heatmap", "overlay", "array"}
     assert _names(v1.Polarity, "POLARITY_") == {"positive", "negative", "absolute"}
+    assert _names(v1.InspectOutput, "INSPECT_OUTPUT_") == {o for outputs in INSPECT_OUTPUTS.values() for o in outputs}
+
+
+# Each endpoint of the engine -> the RPCs that reach it (the neighbours and inspect ops one each).
+ENDPOINT_RPCS = {"classify": {"Classify"}, "features": {"Features"}, "saliency": {"Saliency"}, "cam": {"Cam"},
+                 "neighbours": {"Neighbours", "IndexAdd", "IndexDelete", "IndexStats"},
+                 "inspect": {"InspectLayers", "FeatureMaps", "Filters", "TopExamples"}}
 
 
 def test_every_endpoint_and_index_operation_has_an_rpc(v1):
     rpcs = set(v1.DESCRIPTOR.services_by_name["ConvScope"].methods_by_name)
-    assert {"Classify", "Features", "Saliency", "Cam", "Neighbours"} <= rpcs and len(ENDPOINTS) == 5
-    assert {"IndexAdd", "IndexDelete", "IndexStats"} <= rpcs and set(OPS) == {"search", "add", "delete", "stats"}
+    assert set(ENDPOINTS) == set(ENDPOINT_RPCS) and set().union(*ENDPOINT_RPCS.values()) <= rpcs
+    assert set(OPS) == {"search", "add", "delete", "stats"}
+    assert set(INSPECT_OPS) == {"layers", "feature_maps", "filters", "top_examples"}
     assert {"ListModels", "ModelMetadata", "Pipeline"} <= rpcs
     for rpc in v1.DESCRIPTOR.services_by_name["ConvScope"].methods:
         assert rpc.input_type.name == f"{rpc.name}Request" and rpc.output_type.name == f"{rpc.name}Response"

@@ -22,6 +22,8 @@ from convscope_client._proto import convscope_pb2_grpc as rpc
 
 _SUFFIX_CALLS = {"-features": "features", "-saliency": "saliency", "-cam": "cam"}
 _OP_CALLS = {"search": "neighbours", "add": "index_add", "delete": "index_delete", "stats": "index_stats"}
+_INSPECT_CALLS = {"layers": "inspect_layers", "feature_maps": "feature_maps", "filters": "filters",
+                  "top_examples": "top_examples"}
 
 
 @dataclass
@@ -107,8 +109,12 @@ class FakeRest(_Script):
             fields, image = {}, body
         name = request.path.removeprefix("/predictions/")
         suffix = next((s for s in _SUFFIX_CALLS if name.endswith(s)), "")
-        call = (_OP_CALLS[fields.get("op", "search")] if name.endswith("-neighbours")
-                else _SUFFIX_CALLS.get(suffix, "classify"))
+        if name.endswith("-neighbours"):
+            call = _OP_CALLS[fields.get("op", "search")]
+        elif name.endswith("-inspect"):
+            call = _INSPECT_CALLS[fields.get("op", "layers")]
+        else:
+            call = _SUFFIX_CALLS.get(suffix, "classify")
         self.seen.append(Seen(call, fields, image, dict(request.headers), is_json))
         answer = self.next()
         time.sleep(answer.delay)
@@ -126,7 +132,8 @@ class FakeRest(_Script):
 
 _RPC_CALLS = {"Classify": "classify", "Features": "features", "Saliency": "saliency", "Cam": "cam",
               "Neighbours": "neighbours", "IndexAdd": "index_add", "IndexDelete": "index_delete",
-              "IndexStats": "index_stats"}
+              "IndexStats": "index_stats", "InspectLayers": "inspect_layers", "FeatureMaps": "feature_maps",
+              "Filters": "filters", "TopExamples": "top_examples"}
 
 
 class FakeGrpc(_Script):

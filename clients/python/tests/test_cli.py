@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from client_fakes import Answer
-from client_golden import HEATMAP, MAP, OVERLAY
+from client_golden import GRID, HEATMAP, MAP, MAPS, OVERLAY, PATCH
 
 from convscope_client.cli import main, parser
 
@@ -44,6 +44,9 @@ def test_defaults_and_global_options():
     (["index-add", "digits", "--id", "x", __file__, "--metadata", "[1]"], "must be a JSON object"),
     (["index-add", "digits", __file__], "--id"),
     (["--transport", "soap", "index-stats", "digits"], "invalid choice"),
+    (["inspect", "top-examples", "digits"], "--channel"),
+    (["inspect", "feature-maps", "digits", "missing.png"], "no such image file"),
+    (["inspect", "weights", "digits"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -142,3 +145,59 @@ def test_the_key_file_of_make_serve_is_found_from_the_repository_root(tmp_path, 
     (tmp_path / "var" / "key_file.json").write_text('{"inference": {"key": "k-from-var"}}')
     assert resolve_token() == "k-from-var"
     assert resolve_token("given") == "given"
+
+
+def test_inspect_layers_prints_the_receptive_fields(target, capsys):
+    code, out, _ = run(target, "inspect", "layers", "digits", capsys=capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == ("digits: input 1x28x28, cam layer features, first conv features.0, "
+                                      "stored features")
+    assert lines[1].split() == ["layer", "type", "shape", "field", "jump", "start", "y,x", "stored"]
+    assert lines[2].split() == ["features.0", "Conv2d", "32x28x28", "3x3", "1x1", "0,0"]
+    assert lines[4].split() == ["features", "Sequential", "64x7x7", "10x12", "4x4", "1.5,-0.5", "yes"]
+    assert lines[5].split() == ["up", "Upsample", "64x14x14", "-", "-", "-"]
+    assert "28x28 (global)" in lines[6] and lines[-1].startswith("note: up:")
+    if target.transport == "rest":
+        assert target.server.seen[0].fields == {"op": "layers"}
+
+
+def test_inspect_feature_maps_writes_the_grid_and_arrays(target, seven, tmp_path, capsys):
+    out_dir = tmp_path / "maps"
+    code, out, _ = run(target, "inspect", "feature-maps", "digits", seven, "--channels", "40,3",
+                       "--output", "grid,array,raw", "--out", out_dir, capsys=capsys)
+    assert code == 0 and (out_dir / "grid.png").read_bytes() == GRID
+    assert np.array_equal(np.load(out_dir / "array.npy"), MAPS)
+    assert f"wrote {out_dir / 'raw.npy'}" in out and "layer features [64x1x2], maps 3x2" in out
+    assert out.splitlines()[3].split() == ["1", "40", "2.4100", "7.9300", "0,1"]
+    if target.transport == "rest":
+        assert target.server.seen[0].fields == {"op": "feature_maps", "channels": "40,3",
+                                                "output": "grid,array,raw"}
+    else:
+        assert list(target.server.requests[0].channels) == [40, 3]
+
+
+def test_inspect_top_examples_table_and_patches(target, tmp_path, capsys):
+    code, out, _ = run(target, "inspect", "top-examples", "digits", "--channel", "5", "-k", "2",
+                       "--out", tmp_path / "patches", capsys=capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "layer features, channel 5: 4000 stored images"
+    assert lines[2].split() == ["1", "digits/train/0123", "7", "6.8400", "2,4", "3,0,28,24", "28x28"]
+    assert lines[3].split() == ["2", "mine/2", "5.1016", "0,0", "0,0,10,12", "300x451"]
+    assert (tmp_path / "patches" / "patch-1.png").read_bytes() == PATCH
+    assert not (tmp_path / "patches" / "patch-2.png").exists()
+    if target.transport == "rest":  # --out asks for the patches it writes
+        assert target.server.seen[0].fields == {"op": "top_examples", "channel": "5", "k": "2", "patches": "true"}
+    else:
+        assert target.server.requests[0].patches is True
+
+
+def test_inspect_json_leaves_pictures_out(target, capsys):
+    code, out, _ = run(target, "--json", "inspect", "filters", "digits", "--layer", "features.0", capsys=capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["mode"] == "grey" and doc["shape"] == [2, 1, 3, 3]
+    assert "grid_png" not in doc and "array" not in doc
+    code, out, _ = run(target, "--json", "inspect", "top-examples", "digits", "--channel", "5", capsys=capsys)
+    example = json.loads(out)["examples"][0]
+    assert "patch_png" not in example and example["box"] == [3, 0, 28, 24] and example["label"] == "7"
+    if target.transport == "rest":
+        assert target.server.seen[1].fields == {"op": "top_examples", "channel": "5"}

@@ -7,16 +7,28 @@ import dataclasses
 
 import numpy as np
 import pytest
-from client_golden import HEATMAP, MAP, OVERLAY, PAIRS, STATS_DETAILS
+from client_golden import GRID, HEATMAP, MAP, MAPS, OVERLAY, PAIRS, PATCH, RAW, STATS_DETAILS, WEIGHTS
 
 from convscope_client import _calls as calls
 from convscope_client import _convert as cv
 from convscope_client._proto import convscope_pb2 as pb
-from convscope_client.results import Explanation, Features, IndexWrite, Neighbour
+from convscope_client.results import (
+    ChannelStats,
+    Explanation,
+    FeatureMaps,
+    Features,
+    IndexWrite,
+    LayerList,
+    Neighbour,
+    ReceptiveField,
+    TopExamples,
+)
 
 OPERATIONS = {"classify": calls.CLASSIFY, "features": calls.FEATURES, "saliency": calls.SALIENCY,
               "cam": calls.CAM, "neighbours": calls.NEIGHBOURS, "index_add": calls.INDEX_ADD,
-              "index_delete": calls.INDEX_DELETE, "index_stats": calls.INDEX_STATS}
+              "index_delete": calls.INDEX_DELETE, "index_stats": calls.INDEX_STATS,
+              "inspect_layers": calls.INSPECT_LAYERS, "feature_maps": calls.FEATURE_MAPS, "filters": calls.FILTERS,
+              "top_examples": calls.TOP_EXAMPLES}
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
@@ -92,11 +104,97 @@ def test_model_info_from_proto():
     from client_golden import GRPC_ONLY
 
     info = cv.model_metadata_from_proto(GRPC_ONLY["ModelMetadata"])
-    assert info.endpoints == ("classify", "features", "saliency", "cam", "neighbours")
+    assert info.endpoints == ("classify", "features", "saliency", "cam", "neighbours", "inspect")
     assert cv.model_list_from_proto(GRPC_ONLY["ListModels"]) == [info]
     assert isinstance(info.feature_dim, int) and info.input_width == 28
+    assert info.layers == cv.layer_list_from_json(PAIRS["inspect_layers"][0]).layers
+    assert (info.cam_layer, info.first_conv, info.stored_layers, info.input_channels) == \
+        ("features", "features.0", ("features",), 1)
+
+
+def test_model_info_of_a_server_without_inspect():
+    old = pb.ModelInfo(model="digits", num_classes=10, feature_dim=128, endpoints=["classify"], input_height=28,
+                       input_width=28)
+    info = cv.model_info_from_proto(old)
+    assert (info.layers, info.cam_layer, info.first_conv, info.stored_layers) == ((), "", "", ())
+
+
+def test_layers_and_receptive_fields():
+    layers = cv.layer_list_from_proto(PAIRS["inspect_layers"][1])
+    assert isinstance(layers, LayerList) and [i.name for i in layers.layers][:3] == ["features.0", "features.2",
+                                                                                      "features"]
+    assert layers.layer("features").receptive_field == ReceptiveField((10, 12), (4, 4), (1.5, -0.5), False)
+    assert layers.layer("up").receptive_field is None and "Upsample" in layers.note
+    assert layers.layer("pool").receptive_field.is_global and layers.layer("features").stored
+    assert layers.layer("features").shape == (64, 7, 7) and layers.input_channels == 1
+    with pytest.raises(KeyError):
+        layers.layer("nope")
+
+
+def test_a_receptive_field_window_is_centre_plus_minus_half_the_size():
+    pooled = ReceptiveField((4, 4), (2, 2), (0.5, 0.5), False)  # 3x3 conv pad 1, then 2x2 pool stride 2
+    assert pooled.window(0, 0) == (-1.0, -1.0, 2.0, 2.0)
+    assert pooled.window(1, 3) == (1.0, 5.0, 4.0, 8.0)
+
+
+def test_layers_without_a_note_say_none():
+    doc = {k: v for k, v in PAIRS["inspect_layers"][0].items() if k != "note"}
+    message = pb.InspectLayersResponse()
+    message.CopyFrom(PAIRS["inspect_layers"][1])
+    message.note = ""
+    assert cv.layer_list_from_json(doc).note is None and cv.layer_list_from_proto(message).note is None
+
+
+def test_feature_maps_fields():
+    result = cv.feature_maps_from_json(PAIRS["feature_maps"][0])
+    assert isinstance(result, FeatureMaps) and result.grid_png == GRID and result.shape == (64, 1, 2)
+    assert result.array.dtype == np.float16 and result.array.shape == (2, 2, 3) and np.array_equal(result.array, MAPS)
+    assert result.raw.shape == (2, 1, 2) and np.array_equal(result.raw, RAW) and not result.raw.flags.writeable
+    assert result.channels[0] == ChannelStats(40, float(np.float32(2.41)), float(np.float32(7.93)), (0, 1))
+
+
+@pytest.mark.parametrize("name", ["feature_maps", "filters"])
+def test_inspect_outputs_not_asked_for_are_none_over_both_transports(name):
+    doc = {k: v for k, v in PAIRS[name][0].items() if k not in ("array", "raw")}
+    message = type(PAIRS[name][1])()
+    message.CopyFrom(PAIRS[name][1])
+    message.ClearField("array")
+    if name == "feature_maps":
+        message.ClearField("raw")
+    operation = OPERATIONS[name]
+    over_rest, over_grpc = operation.from_json(doc), operation.from_proto(message)
+    assert over_rest == over_grpc and over_rest.array is None and over_rest.grid_png == GRID
+
+
+def test_filters_weights():
+    result = cv.filters_from_proto(PAIRS["filters"][1])
+    assert np.array_equal(result.array, WEIGHTS) and result.array.shape == (2, 1, 3, 3)
+    assert (result.mode, result.shown, result.layer) == ("grey", 2, "features.0")
+
+
+def test_top_examples_fields():
+    result = cv.top_examples_from_proto(PAIRS["top_examples"][1])
+    assert isinstance(result, TopExamples) and (result.count, result.channel, result.layer) == (4000, 5, "features")
+    best, other = result.examples
+    assert (best.id, best.label, best.metadata, best.patch_png) == ("digits/train/0123", "7",
+                                                                     {"split": "train", "row": 123}, PATCH)
+    assert best.position == (2, 4) and best.box == (3, 0, 28, 24) and (best.width, best.height) == (28, 28)
+    assert best.activation == float(np.float32(6.84))
+    assert (other.label, other.metadata, other.patch_png) == (None, {}, None)
+
+
+def test_inspect_results_save_what_is_there(tmp_path):
+    maps = cv.feature_maps_from_json(PAIRS["feature_maps"][0])
+    assert [p.name for p in maps.save(tmp_path)] == ["grid.png", "array.npy", "raw.npy"]
+    assert (tmp_path / "grid.png").read_bytes() == GRID and np.array_equal(np.load(tmp_path / "raw.npy"), RAW)
+    examples = cv.top_examples_from_json(PAIRS["top_examples"][0])
+    out = tmp_path / "patches"
+    out.mkdir()
+    assert [p.name for p in examples.save(out)] == ["patch-1.png"] and (out / "patch-1.png").read_bytes() == PATCH
+    filters = dataclasses.replace(cv.filters_from_json(PAIRS["filters"][0]), array=None)
+    assert [p.name for p in filters.save(out)] == ["grid.png"]
 
 
 def test_results_are_named_not_tuples():
-    for cls in (Explanation, Features, IndexWrite):
+    for cls in (Explanation, Features, IndexWrite, FeatureMaps, TopExamples, LayerList):
         assert dataclasses.is_dataclass(cls) and not issubclass(cls, tuple)

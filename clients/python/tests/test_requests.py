@@ -42,6 +42,7 @@ def test_every_saliency_knob_reaches_rest_as_text():
     (pb.Baseline, lambda m: calls.saliency("d", IMAGE, baseline=m)),
     (pb.Polarity, lambda m: calls.cam("d", IMAGE, polarity=m)),
     (pb.Output, lambda m: calls.cam("d", IMAGE, outputs=[m])),
+    (pb.InspectOutput, lambda m: calls.feature_maps("d", IMAGE, outputs=[m])),
 ])
 def test_every_enum_name_round_trips(enum, build):
     prefix = calls.enum_prefix(enum.DESCRIPTOR.name)
@@ -70,6 +71,26 @@ def test_neighbour_ops_and_bodies_without_an_image():
     search = render(calls.neighbours("digits", IMAGE, k=5))
     assert search[1] == IMAGE and search[2] == {"k": "5"}
     assert json.loads(add[2]["vector"]) == pytest.approx([0.1, 1 / 3], rel=1e-7)
+
+
+def test_inspect_calls_send_their_op_and_only_what_was_given():
+    assert render(calls.inspect_layers("digits")) == ("/predictions/digits-inspect", None, {"op": "layers"})
+    assert render(calls.feature_maps("digits", IMAGE)) == ("/predictions/digits-inspect", IMAGE,
+                                                           {"op": "feature_maps"})
+    assert render(calls.filters("digits", layer="conv2"))[2] == {"op": "filters", "layer": "conv2"}
+    top = calls.top_examples("digits", 0, patches=False)
+    assert top.message.HasField("channel") and render(top)[2] == {"op": "top_examples", "channel": "0",
+                                                                  "patches": "false"}
+
+
+@pytest.mark.parametrize("channels, sent", [
+    ("3,17,40", [3, 17, 40]), ("[3, 17, 40]", [3, 17, 40]), ([40, 3], [40, 3]), ((np.int64(7),), [7]),
+    ("top", []), (" top ", []), (None, []), ([], []),
+])
+def test_channels_are_a_list_or_top(channels, sent):
+    call = calls.feature_maps("digits", IMAGE, channels=channels)
+    assert list(call.message.channels) == sent
+    assert render(call)[2].get("channels") == (",".join(map(str, sent)) if sent else None)
 
 
 def test_features_normalize_is_a_boolean_word():
@@ -118,6 +139,11 @@ def test_rest_and_grpc_carry_the_same_float32():
     (lambda: calls.neighbours("digits", IMAGE, vector=[1.0]), "exactly one"),
     (lambda: calls.neighbours("digits", vector=["a"]), "FeatureVector"),
     (lambda: calls.classify("digits", 42), "image must be bytes"),
+    (lambda: calls.feature_maps("digits", IMAGE, outputs="grid,heatmap"), "'heatmap' is not one of grid, array, raw"),
+    (lambda: calls.feature_maps("digits", IMAGE, channels="3,x"), "'top' or a list of integers"),
+    (lambda: calls.feature_maps("digits", IMAGE, channels=[1.5]), "channels must be integers"),
+    (lambda: calls.feature_maps("digits", IMAGE, channels=[-1]), "FeatureMapsRequest"),
+    (lambda: calls.top_examples("digits", -1), "TopExamplesRequest"),
 ])
 def test_bad_values_fail_before_sending(build, words):
     with pytest.raises(InvalidArgument) as error:

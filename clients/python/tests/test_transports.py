@@ -25,6 +25,10 @@ CALLS = {  # call name -> (args, kwargs)
     "index_add": (("digits", "mine/7"), {"vector": [0.5, 0.25], "metadata": {"a": 1}}),
     "index_delete": (("digits", "mine/7"), {}),
     "index_stats": (("digits",), {}),
+    "inspect_layers": (("digits",), {}),
+    "feature_maps": (("digits", IMAGE), {"layer": "features", "channels": [40, 3], "outputs": "grid,array,raw"}),
+    "filters": (("digits",), {"outputs": ["grid", "array"]}),
+    "top_examples": (("digits", 5), {"k": 2, "patches": True}),
 }
 
 
@@ -63,6 +67,18 @@ def test_rest_sends_json_when_there_is_no_image(rest, mode):
     seen = rest.server.seen[0]
     assert seen.json and seen.image is None
     assert seen.fields == {"vector": "[0.5,0.33333334]", "k": "4"}
+
+
+def test_inspect_calls_reach_the_inspect_endpoint_with_their_op(rest, mode):
+    for name, (args, kwargs) in CALLS.items():
+        if name in ("inspect_layers", "feature_maps", "filters", "top_examples"):
+            rest.call(name, *args, mode=mode, **kwargs)
+    layers, maps, filters, top = rest.server.seen
+    assert layers.json and layers.fields == {"op": "layers"}
+    assert maps.image == IMAGE and not maps.json
+    assert maps.fields == {"op": "feature_maps", "layer": "features", "channels": "40,3", "output": "grid,array,raw"}
+    assert filters.json and filters.fields == {"op": "filters", "output": "grid,array"}
+    assert top.json and top.fields == {"op": "top_examples", "channel": "5", "k": "2", "patches": "true"}
 
 
 @pytest.mark.parametrize("source", ["argument", "env", "key_file"])
@@ -108,7 +124,7 @@ def test_server_errors_are_one_class(target, mode, status, type_, code, cls):
 
 def test_model_listing_over_grpc(grpc_target, mode):
     models = grpc_target.call("list_models", mode=mode)
-    assert [m.model for m in models] == ["digits"]
+    assert [m.model for m in models] == ["digits"] and models[0].layers[0].name == "features.0"
     assert grpc_target.call("model_metadata", "digits", mode=mode) == models[0]
 
 
@@ -134,6 +150,12 @@ def test_methods_show_their_parameters():
 
     for cls in (Client, AsyncClient):
         assert list(inspect.signature(cls.classify).parameters) == ["self", "model", "image", "top_k"]
+        assert list(inspect.signature(cls.feature_maps).parameters) == ["self", "model", "image", "layer", "channels",
+                                                                       "top", "outputs"]
+        assert list(inspect.signature(cls.top_examples).parameters) == ["self", "model", "channel", "layer", "k",
+                                                                       "patches"]
+        assert list(inspect.signature(cls.filters).parameters) == ["self", "model", "layer", "outputs"]
+        assert list(inspect.signature(cls.inspect_layers).parameters) == ["self", "model"]
         assert list(inspect.signature(cls(transport="grpc").cam).parameters)[:3] == ["model", "image", "method"]
         assert cls.saliency.__doc__.startswith("A saliency map")
     assert inspect.iscoroutinefunction(AsyncClient.classify)

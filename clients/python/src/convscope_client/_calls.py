@@ -11,6 +11,7 @@ apply to a method.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,14 +24,29 @@ from google.protobuf.message import Message
 from . import _convert as cv
 from ._proto import convscope_pb2 as pb
 from .errors import InvalidArgument
-from .results import Classification, Explanation, Features, IndexStats, IndexWrite, ModelInfo, Neighbours
+from .results import (
+    Classification,
+    Explanation,
+    FeatureMaps,
+    Features,
+    Filters,
+    IndexStats,
+    IndexWrite,
+    LayerList,
+    ModelInfo,
+    Neighbours,
+    TopExamples,
+)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 """Encoded image bytes, a path to an image file, or a binary file object."""
 Outputs = str | Sequence[str]
-"""``heatmap``, ``overlay``, ``array``: a sequence or a comma-separated string."""
+"""``heatmap``, ``overlay``, ``array`` (inspect: ``grid``, ``array``, ``raw``): a sequence or a
+comma-separated string."""
+Channels = str | Iterable[int]
+"""Channel indices (``[3, 17, 40]``, ``"3,17,40"`` or ``"[3, 17, 40]"``), or ``"top"``."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,7 @@ class Operation(Generic[T]):
     endpoint: str | None
     """Suffix of the REST model name (``""``, ``-features`` ...); None: gRPC only."""
     op: str | None
-    """The ``op`` parameter of the neighbours endpoint (None: its default, search)."""
+    """The ``op`` parameter of the neighbours and inspect endpoints (None: not sent)."""
     from_json: Callable[[dict[str, Any]], T] | None
     from_proto: Callable[[Any], T]
 
@@ -63,6 +79,12 @@ INDEX_ADD = Operation("IndexAdd", "-neighbours", "add", cv.index_write_from_json
 INDEX_DELETE = Operation("IndexDelete", "-neighbours", "delete", cv.index_write_from_json,
                          cv.index_delete_from_proto)
 INDEX_STATS = Operation("IndexStats", "-neighbours", "stats", cv.index_stats_from_json, cv.index_stats_from_proto)
+INSPECT_LAYERS = Operation("InspectLayers", "-inspect", "layers", cv.layer_list_from_json, cv.layer_list_from_proto)
+FEATURE_MAPS = Operation("FeatureMaps", "-inspect", "feature_maps", cv.feature_maps_from_json,
+                         cv.feature_maps_from_proto)
+FILTERS = Operation("Filters", "-inspect", "filters", cv.filters_from_json, cv.filters_from_proto)
+TOP_EXAMPLES = Operation("TopExamples", "-inspect", "top_examples", cv.top_examples_from_json,
+                         cv.top_examples_from_proto)
 LIST_MODELS: Operation[list[ModelInfo]] = Operation("ListModels", None, None, None, cv.model_list_from_proto)
 MODEL_METADATA = Operation("ModelMetadata", None, None, None, cv.model_metadata_from_proto)
 
@@ -131,6 +153,36 @@ def index_stats(model: str) -> Call[IndexStats]:
     return _call(INDEX_STATS, pb.IndexStatsRequest, model=model)
 
 
+def inspect_layers(model: str) -> Call[LayerList]:
+    """Every inspectable layer of ``model`` (output shape, receptive field in input pixels,
+    whether the top-activation store holds it), in the order the forward pass finishes them."""
+    return _call(INSPECT_LAYERS, pb.InspectLayersRequest, model=model)
+
+
+def feature_maps(model: str, image: ImageInput, layer: str | None = None, channels: Channels | None = None,
+                 top: int | None = None, outputs: Outputs | None = None) -> Call[FeatureMaps]:
+    """The activations of ``layer`` (default: the CAM layer) for ``image``: the ``top``
+    (server default 16) channels by mean activation, or ``channels`` in that order; ``outputs``:
+    ``grid`` (the default), ``array`` (aligned with the image), ``raw`` (the layer's resolution)."""
+    return _call(FEATURE_MAPS, pb.FeatureMapsRequest, model=model, image=_image(image), layer=layer,
+                 channels=_channels(channels), top=top, outputs=_enums(pb.InspectOutput, outputs))
+
+
+def filters(model: str, layer: str | None = None, outputs: Outputs | None = None) -> Call[Filters]:
+    """The weights of convolution ``layer`` (default: the first one) as a grid PNG (``grid``,
+    the default) and/or float16 values (``array``)."""
+    return _call(FILTERS, pb.FiltersRequest, model=model, layer=layer, outputs=_enums(pb.InspectOutput, outputs))
+
+
+def top_examples(model: str, channel: int, layer: str | None = None, k: int | None = None,
+                 patches: bool | None = None) -> Call[TopExamples]:
+    """The ``k`` (server default 9) gallery images that most excite ``channel`` of stored
+    ``layer`` (default: the first stored layer), best first; ``patches=True`` adds each
+    example's receptive-field box cut from the image, as PNG."""
+    return _call(TOP_EXAMPLES, pb.TopExamplesRequest, model=model, channel=channel, layer=layer, k=k,
+                 patches=patches)
+
+
 def list_models() -> Call[list[ModelInfo]]:
     """Every model the server holds (gRPC only)."""
     return _call(LIST_MODELS, pb.ListModelsRequest)
@@ -195,10 +247,34 @@ def choices(enum: Any) -> list[str]:
             if not n.endswith("_UNSPECIFIED")]
 
 
+def _enums(enum: Any, names: Outputs | None) -> list[int]:
+    """A comma list or a sequence of names -> enum values (empty: the server's default)."""
+    listed = names.split(",") if isinstance(names, str) else list(names or ())
+    return [v for v in (_enum(enum, n) for n in listed if n.strip()) if v is not None]
+
+
+def _channels(channels: Channels | None) -> list[int] | None:
+    """``"top"`` and None -> None (the server's default, the top channels); a list of indices,
+    as integers or as text (``"3,17,40"``, ``"[3, 17, 40]"``) -> the list."""
+    if isinstance(channels, str):
+        text = channels.strip()
+        if text == "top":
+            return None
+        listed = text.removeprefix("[").removesuffix("]").split(",")
+        try:
+            return [int(c) for c in listed if c.strip()]
+        except ValueError:
+            raise InvalidArgument(400, "BadRequest", f"channels must be 'top' or a list of integers, "
+                                  f"not {text!r}") from None
+    try:
+        return None if channels is None else [operator.index(c) for c in channels]
+    except TypeError:
+        raise InvalidArgument(400, "BadRequest", f"channels must be integers, not {channels!r}") from None
+
+
 def _rendering(outputs: Outputs | None, polarity: str | None, clip_low: float | None,
                clip_high: float | None, alpha: float | None) -> Message | None:
-    names = outputs.split(",") if isinstance(outputs, str) else list(outputs or ())
-    fields = {"outputs": [_enum(pb.Output, n) for n in names if n.strip()],
+    fields = {"outputs": _enums(pb.Output, outputs),
               "polarity": _enum(pb.Polarity, polarity), "clip_low": clip_low,
               "clip_high": clip_high, "alpha": alpha}
     return _message(pb.Rendering, **fields) if any(v not in (None, []) for v in fields.values()) else None

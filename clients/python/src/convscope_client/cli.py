@@ -4,10 +4,13 @@
     convscope-client --transport grpc cam efficientnet_lite0 cat.jpg --method gradcam_pp \\
         --output heatmap,overlay --out-dir maps
     convscope-client --json neighbours digits seven.png -k 5
+    convscope-client inspect layers digits
+    convscope-client inspect top-examples digits --channel 5 -k 4 --out patches
 
 The token comes from --token, else $CONVSCOPE_TOKEN, else the key file $CONVSCOPE_KEY_FILE,
-else ./var/key_file.json (TorchServe's key_file.json). Errors go to stderr as ``error: <type> (<status>): <message>``; the exit status
-is 2 for bad input (a bad image or parameter, an unknown model or id), 1 for anything else.
+else ./var/key_file.json (TorchServe's key_file.json). Errors go to stderr as
+``error: <type> (<status>): <message>``; the exit status is 2 for bad input (a bad image or
+parameter, an unknown model or id), 1 for anything else.
 """
 
 from __future__ import annotations
@@ -83,6 +86,55 @@ def _index_add(client: Client, args: argparse.Namespace) -> Any:
     return client.index_add(args.model, args.id, image=args.image, label=args.label, metadata=args.metadata)
 
 
+def _inspected(method: Callable[..., Any], names: tuple[str, ...], image: bool = False) -> Handler:
+    """One inspect call; with ``--out DIR`` its PNGs and arrays are written there."""
+    def handle(client: Client, args: argparse.Namespace) -> Iterator[Record]:
+        given = _given(args, names)
+        if args.out is not None and "patches" in names:
+            given.setdefault("patches", True)  # --out: the patches are what is written
+        result = method(client, args.model, *([args.image] if image else []), **given)
+        files: list[Path] = []
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            files = result.save(args.out)
+        yield Record(str(args.image) if image else None, result, files)
+    return handle
+
+
+def _inspect_commands(sub: Any) -> None:
+    """``inspect layers | feature-maps | filters | top-examples`` (docs/inspect.md)."""
+    inspect = sub.add_parser("inspect", help="what the network learned: layers, feature maps, filters, top examples",
+                             description="what each layer and channel responds to (the <m>-inspect endpoint)")
+    ops = inspect.add_subparsers(dest="op", required=True, metavar="OP")
+
+    def op(name: str, handler: Handler, help: str, out: str | None = None) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = ops.add_parser(name, help=help, description=help)
+        parser.set_defaults(handler=handler, out=None)
+        parser.add_argument("model", help="the backbone, e.g. digits or efficientnet_lite0")
+        if out:
+            parser.add_argument("--out", type=Path, metavar="DIR", help=out)
+        return parser
+
+    op("layers", _once(lambda c, a: c.inspect_layers(a.model)), "every inspectable layer and its receptive field")
+    maps = op("feature-maps", _inspected(Client.feature_maps, ("layer", "channels", "top", "outputs"), image=True),
+              "one layer's activations for an image", "write grid.png, array.npy, raw.npy there")
+    maps.add_argument("image", type=_image, metavar="IMAGE")
+    maps.add_argument("--channels", help="'top' (default) or a list such as 3,17,40")
+    maps.add_argument("--top", type=int, help="how many channels with --channels top (default 16)")
+    maps.add_argument("--output", dest="outputs", help="comma-separated: grid,array,raw (default grid)")
+    filters = op("filters", _inspected(Client.filters, ("layer", "outputs")), "a convolution's weights",
+                 "write grid.png, array.npy there")
+    filters.add_argument("--output", dest="outputs", help="comma-separated: grid,array (default grid)")
+    top = op("top-examples", _inspected(Client.top_examples, ("channel", "layer", "k", "patches")),
+             "the gallery images that most excite a channel", "write patch-<rank>.png there (implies --patches)")
+    top.add_argument("--channel", type=int, required=True)
+    top.add_argument("-k", type=int, help="how many (default 9)")
+    top.add_argument("--patches", action="store_const", const=True, help="cut each example's box as PNG")
+    defaults = ((maps, "the CAM layer"), (filters, "the first convolution"), (top, "the first stored layer"))
+    for parser, default in defaults:
+        parser.add_argument("--layer", help=f"a layer name (default: {default})")
+
+
 def _explain_options(parser: argparse.ArgumentParser, enum: Any, default: str) -> None:
     parser.add_argument("--method", default=default, choices=_calls.choices(enum))
     parser.add_argument("--target", type=int, help="class to explain (default: the top-1)")
@@ -130,6 +182,7 @@ def _subcommands(sub: Any) -> None:
     models = sub.add_parser("models", help="the served models (gRPC only)", description="the served models (gRPC only)")
     models.add_argument("model", nargs="?", help="one model's metadata")
     models.set_defaults(handler=_once(_models))
+    _inspect_commands(sub)
 
 
 def parser() -> argparse.ArgumentParser:

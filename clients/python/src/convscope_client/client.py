@@ -5,6 +5,7 @@
     async with AsyncClient("127.0.0.1:50051", transport="grpc") as client:  # typed gRPC
         cam = await client.cam("efficientnet_lite0", "cat.jpg", method="gradcam_pp",
                                outputs=("heatmap", "overlay"))
+        maps = await client.feature_maps("efficientnet_lite0", "cat.jpg", top=8, outputs="grid,raw")
 
 Each method's parameters and documentation are those of its builder in ``_calls``: the method
 builds the call once (the same for both transports), then sends it with retries.
@@ -130,6 +131,10 @@ class Client(_Settings):
     index_add = _blocking(_calls.index_add)
     index_delete = _blocking(_calls.index_delete)
     index_stats = _blocking(_calls.index_stats)
+    inspect_layers = _blocking(_calls.inspect_layers)
+    feature_maps = _blocking(_calls.feature_maps)
+    filters = _blocking(_calls.filters)
+    top_examples = _blocking(_calls.top_examples)
     list_models = _blocking(_calls.list_models)
     model_metadata = _blocking(_calls.model_metadata)
 
@@ -161,6 +166,10 @@ class AsyncClient(_Settings):
     index_add = _awaitable(_calls.index_add)
     index_delete = _awaitable(_calls.index_delete)
     index_stats = _awaitable(_calls.index_stats)
+    inspect_layers = _awaitable(_calls.inspect_layers)
+    feature_maps = _awaitable(_calls.feature_maps)
+    filters = _awaitable(_calls.filters)
+    top_examples = _awaitable(_calls.top_examples)
     list_models = _awaitable(_calls.list_models)
     model_metadata = _awaitable(_calls.model_metadata)
 

@@ -6,41 +6,27 @@ read over REST compares equal to the same result read over gRPC. Arrays are read
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from ._arrays import ArrayEquality, frozen_array, write_files
+from .inspection import (
+    ChannelStats,
+    FeatureMaps,
+    Filters,
+    LayerInfo,
+    LayerList,
+    ReceptiveField,
+    TopExample,
+    TopExamples,
+)
 
-class _ArrayEquality:
-    """``==`` for dataclasses holding numpy arrays: arrays compare by dtype, shape and values
-    (the generated ``__eq__`` would compare them element-wise and fail on truth-testing)."""
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))  # type: ignore[arg-type]
-
-    __hash__ = None  # type: ignore[assignment]  # arrays are not hashable
-
-
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and np.array_equal(a, b))
-    return a == b
-
-
-def frozen_array(values: Any, dtype: npt.DTypeLike, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A read-only numpy array of ``dtype`` (little-endian for raw bytes), reshaped if asked."""
-    array = (np.frombuffer(values, np.dtype(dtype).newbyteorder("<")).astype(dtype)
-             if isinstance(values, bytes) else np.asarray(values, dtype))
-    if shape is not None:
-        array = array.reshape(shape)
-    array.setflags(write=False)
-    return array
+__all__ = ["ChannelStats", "Classification", "Explanation", "FeatureMaps", "Features", "Filters", "IndexStats",
+           "IndexWrite", "LayerInfo", "LayerList", "ModelInfo", "Neighbour", "Neighbours", "Prediction",
+           "ReceptiveField", "TopExample", "TopExamples", "frozen_array"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +46,7 @@ class Classification:
 
 
 @dataclass(frozen=True, eq=False)
-class Features(_ArrayEquality):
+class Features(ArrayEquality):
     model: str
     layer: str
     """The tap, e.g. ``classifier:input`` (the input of the classifier head)."""
@@ -73,7 +59,7 @@ class Features(_ArrayEquality):
 
 
 @dataclass(frozen=True, eq=False)
-class Explanation(_ArrayEquality):
+class Explanation(ArrayEquality):
     """A saliency or CAM map, aligned with the image sent (or its downscale to the server's
     ``max_output_side``: ``width`` x ``height`` say which). Only the outputs asked for are set."""
 
@@ -97,17 +83,9 @@ class Explanation(_ArrayEquality):
     def save(self, prefix: str | Path) -> list[Path]:
         """Write ``<prefix>.heatmap.png``, ``<prefix>.overlay.png`` and ``<prefix>.npy`` for the
         outputs present; return the paths written."""
-        written = []
-        for suffix, data in ((".heatmap.png", self.heatmap_png), (".overlay.png", self.overlay_png)):
-            if data is not None:
-                path = Path(f"{prefix}{suffix}")
-                path.write_bytes(data)
-                written.append(path)
-        if self.array is not None:
-            path = Path(f"{prefix}.npy")
-            np.save(path, self.array)
-            written.append(path)
-        return written
+        return write_files([(Path(f"{prefix}.heatmap.png"), self.heatmap_png),
+                            (Path(f"{prefix}.overlay.png"), self.overlay_png),
+                            (Path(f"{prefix}.npy"), self.array)])
 
 
 @dataclass(frozen=True)
@@ -160,6 +138,19 @@ class ModelInfo:
     num_classes: int
     feature_dim: int
     endpoints: tuple[str, ...]
-    """Of ``classify``, ``features``, ``saliency``, ``cam``, ``neighbours``."""
+    """Of ``classify``, ``features``, ``saliency``, ``cam``, ``neighbours``, ``inspect``."""
     input_height: int
     input_width: int
+    layers: tuple[LayerInfo, ...] = ()
+    """Every inspectable layer with its receptive field (as ``inspect_layers`` lists them);
+    empty for a model archived before inspect."""
+    cam_layer: str = ""
+    """The CAM layer, the default of ``cam`` and ``feature_maps``."""
+    feature_layer: str = ""
+    """The tap of ``features``, e.g. ``fc:input``."""
+    first_conv: str = ""
+    """The first convolution, the default of ``filters`` ("": an older archive)."""
+    stored_layers: tuple[str, ...] = ()
+    """Layers of the top-activation store (``top_examples``); the first is its default."""
+    input_channels: int = 0
+    """The network's input channels (1: grey, 3: RGB; 0: a server that does not say)."""

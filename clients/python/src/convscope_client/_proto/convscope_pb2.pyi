@@ -46,6 +46,13 @@ class CamMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAM_METHOD_GRADCAM_PP: _ClassVar[CamMethod]
     CAM_METHOD_SCORECAM: _ClassVar[CamMethod]
     CAM_METHOD_LAYERCAM: _ClassVar[CamMethod]
+
+class InspectOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INSPECT_OUTPUT_UNSPECIFIED: _ClassVar[InspectOutput]
+    INSPECT_OUTPUT_GRID: _ClassVar[InspectOutput]
+    INSPECT_OUTPUT_ARRAY: _ClassVar[InspectOutput]
+    INSPECT_OUTPUT_RAW: _ClassVar[InspectOutput]
 OUTPUT_UNSPECIFIED: Output
 OUTPUT_HEATMAP: Output
 OUTPUT_OVERLAY: Output
@@ -71,6 +78,10 @@ CAM_METHOD_GRADCAM: CamMethod
 CAM_METHOD_GRADCAM_PP: CamMethod
 CAM_METHOD_SCORECAM: CamMethod
 CAM_METHOD_LAYERCAM: CamMethod
+INSPECT_OUTPUT_UNSPECIFIED: InspectOutput
+INSPECT_OUTPUT_GRID: InspectOutput
+INSPECT_OUTPUT_ARRAY: InspectOutput
+INSPECT_OUTPUT_RAW: InspectOutput
 
 class Image(_message.Message):
     __slots__ = ("data",)
@@ -340,6 +351,213 @@ class IndexStatsResponse(_message.Message):
     details_json: str
     def __init__(self, model: _Optional[str] = ..., count: _Optional[int] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_type: _Optional[str] = ..., backend: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
+class ReceptiveField(_message.Message):
+    __slots__ = ("size_h", "size_w", "jump_h", "jump_w", "start_y", "start_x")
+    SIZE_H_FIELD_NUMBER: _ClassVar[int]
+    SIZE_W_FIELD_NUMBER: _ClassVar[int]
+    JUMP_H_FIELD_NUMBER: _ClassVar[int]
+    JUMP_W_FIELD_NUMBER: _ClassVar[int]
+    START_Y_FIELD_NUMBER: _ClassVar[int]
+    START_X_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    size_h: int
+    size_w: int
+    jump_h: int
+    jump_w: int
+    start_y: float
+    start_x: float
+    def __init__(self, size_h: _Optional[int] = ..., size_w: _Optional[int] = ..., jump_h: _Optional[int] = ..., jump_w: _Optional[int] = ..., start_y: _Optional[float] = ..., start_x: _Optional[float] = ..., **kwargs) -> None: ...
+
+class LayerInfo(_message.Message):
+    __slots__ = ("name", "type", "shape", "receptive_field", "stored")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    RECEPTIVE_FIELD_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    receptive_field: ReceptiveField
+    stored: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., receptive_field: _Optional[_Union[ReceptiveField, _Mapping]] = ..., stored: _Optional[bool] = ...) -> None: ...
+
+class InspectLayersRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class InspectLayersResponse(_message.Message):
+    __slots__ = ("model", "input_channels", "input_height", "input_width", "cam_layer", "feature_layer", "first_conv", "stored_layers", "layers", "note")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CAM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LAYER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CONV_FIELD_NUMBER: _ClassVar[int]
+    STORED_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_channels: int
+    input_height: int
+    input_width: int
+    cam_layer: str
+    feature_layer: str
+    first_conv: str
+    stored_layers: _containers.RepeatedScalarFieldContainer[str]
+    layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
+    note: str
+    def __init__(self, model: _Optional[str] = ..., input_channels: _Optional[int] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., cam_layer: _Optional[str] = ..., feature_layer: _Optional[str] = ..., first_conv: _Optional[str] = ..., stored_layers: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class Float16Array(_message.Message):
+    __slots__ = ("shape", "data")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class FeatureMapsRequest(_message.Message):
+    __slots__ = ("model", "image", "layer", "channels", "top", "outputs")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    image: Image
+    layer: str
+    channels: _containers.RepeatedScalarFieldContainer[int]
+    top: int
+    outputs: _containers.RepeatedScalarFieldContainer[InspectOutput]
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., layer: _Optional[str] = ..., channels: _Optional[_Iterable[int]] = ..., top: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[InspectOutput, str]]] = ...) -> None: ...
+
+class ChannelStats(_message.Message):
+    __slots__ = ("channel", "mean", "max", "argmax_y", "argmax_x")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    ARGMAX_Y_FIELD_NUMBER: _ClassVar[int]
+    ARGMAX_X_FIELD_NUMBER: _ClassVar[int]
+    channel: int
+    mean: float
+    max: float
+    argmax_y: int
+    argmax_x: int
+    def __init__(self, channel: _Optional[int] = ..., mean: _Optional[float] = ..., max: _Optional[float] = ..., argmax_y: _Optional[int] = ..., argmax_x: _Optional[int] = ...) -> None: ...
+
+class FeatureMapsResponse(_message.Message):
+    __slots__ = ("model", "layer", "shape", "width", "height", "channels", "grid_png", "array", "raw")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    GRID_PNG_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    layer: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    width: int
+    height: int
+    channels: _containers.RepeatedCompositeFieldContainer[ChannelStats]
+    grid_png: bytes
+    array: Float16Array
+    raw: Float16Array
+    def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[_Iterable[_Union[ChannelStats, _Mapping]]] = ..., grid_png: _Optional[bytes] = ..., array: _Optional[_Union[Float16Array, _Mapping]] = ..., raw: _Optional[_Union[Float16Array, _Mapping]] = ...) -> None: ...
+
+class FiltersRequest(_message.Message):
+    __slots__ = ("model", "layer", "outputs")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    layer: str
+    outputs: _containers.RepeatedScalarFieldContainer[InspectOutput]
+    def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[InspectOutput, str]]] = ...) -> None: ...
+
+class FiltersResponse(_message.Message):
+    __slots__ = ("model", "layer", "shape", "mode", "shown", "grid_png", "array")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SHOWN_FIELD_NUMBER: _ClassVar[int]
+    GRID_PNG_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    layer: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    mode: str
+    shown: int
+    grid_png: bytes
+    array: Float16Array
+    def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., mode: _Optional[str] = ..., shown: _Optional[int] = ..., grid_png: _Optional[bytes] = ..., array: _Optional[_Union[Float16Array, _Mapping]] = ...) -> None: ...
+
+class TopExamplesRequest(_message.Message):
+    __slots__ = ("model", "layer", "channel", "k", "patches")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    PATCHES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    layer: str
+    channel: int
+    k: int
+    patches: bool
+    def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., channel: _Optional[int] = ..., k: _Optional[int] = ..., patches: _Optional[bool] = ...) -> None: ...
+
+class TopExample(_message.Message):
+    __slots__ = ("id", "label", "metadata_json", "activation", "position_y", "position_x", "box_x0", "box_y0", "box_x1", "box_y1", "width", "height", "patch_png")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_Y_FIELD_NUMBER: _ClassVar[int]
+    POSITION_X_FIELD_NUMBER: _ClassVar[int]
+    BOX_X0_FIELD_NUMBER: _ClassVar[int]
+    BOX_Y0_FIELD_NUMBER: _ClassVar[int]
+    BOX_X1_FIELD_NUMBER: _ClassVar[int]
+    BOX_Y1_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_PNG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    label: str
+    metadata_json: str
+    activation: float
+    position_y: int
+    position_x: int
+    box_x0: int
+    box_y0: int
+    box_x1: int
+    box_y1: int
+    width: int
+    height: int
+    patch_png: bytes
+    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., metadata_json: _Optional[str] = ..., activation: _Optional[float] = ..., position_y: _Optional[int] = ..., position_x: _Optional[int] = ..., box_x0: _Optional[int] = ..., box_y0: _Optional[int] = ..., box_x1: _Optional[int] = ..., box_y1: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., patch_png: _Optional[bytes] = ...) -> None: ...
+
+class TopExamplesResponse(_message.Message):
+    __slots__ = ("model", "layer", "channel", "count", "examples")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    layer: str
+    channel: int
+    count: int
+    examples: _containers.RepeatedCompositeFieldContainer[TopExample]
+    def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., channel: _Optional[int] = ..., count: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[TopExample, _Mapping]]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -363,7 +581,7 @@ class ModelMetadataResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "description", "num_classes", "feature_dim", "endpoints", "input_height", "input_width")
+    __slots__ = ("model", "description", "num_classes", "feature_dim", "endpoints", "input_height", "input_width", "layers", "cam_layer", "feature_layer", "first_conv", "stored_layers", "input_channels")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +589,12 @@ class ModelInfo(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    CAM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LAYER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CONV_FIELD_NUMBER: _ClassVar[int]
+    STORED_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     model: str
     description: str
     num_classes: int
@@ -378,23 +602,37 @@ class ModelInfo(_message.Message):
     endpoints: _containers.RepeatedScalarFieldContainer[str]
     input_height: int
     input_width: int
-    def __init__(self, model: _Optional[str] = ..., description: _Optional[str] = ..., num_classes: _Optional[int] = ..., feature_dim: _Optional[int] = ..., endpoints: _Optional[_Iterable[str]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ...) -> None: ...
+    layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
+    cam_layer: str
+    feature_layer: str
+    first_conv: str
+    stored_layers: _containers.RepeatedScalarFieldContainer[str]
+    input_channels: int
+    def __init__(self, model: _Optional[str] = ..., description: _Optional[str] = ..., num_classes: _Optional[int] = ..., feature_dim: _Optional[int] = ..., endpoints: _Optional[_Iterable[str]] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., cam_layer: _Optional[str] = ..., feature_layer: _Optional[str] = ..., first_conv: _Optional[str] = ..., stored_layers: _Optional[_Iterable[str]] = ..., input_channels: _Optional[int] = ...) -> None: ...
 
 class PipelineRequest(_message.Message):
-    __slots__ = ("key", "classify", "features", "saliency", "cam", "neighbours")
+    __slots__ = ("key", "classify", "features", "saliency", "cam", "neighbours", "inspect_layers", "feature_maps", "filters", "top_examples")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CLASSIFY_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     SALIENCY_FIELD_NUMBER: _ClassVar[int]
     CAM_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    INSPECT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_MAPS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    TOP_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     key: str
     classify: ClassifyRequest
     features: FeaturesRequest
     saliency: SaliencyRequest
     cam: CamRequest
     neighbours: NeighboursRequest
-    def __init__(self, key: _Optional[str] = ..., classify: _Optional[_Union[ClassifyRequest, _Mapping]] = ..., features: _Optional[_Union[FeaturesRequest, _Mapping]] = ..., saliency: _Optional[_Union[SaliencyRequest, _Mapping]] = ..., cam: _Optional[_Union[CamRequest, _Mapping]] = ..., neighbours: _Optional[_Union[NeighboursRequest, _Mapping]] = ...) -> None: ...
+    inspect_layers: InspectLayersRequest
+    feature_maps: FeatureMapsRequest
+    filters: FiltersRequest
+    top_examples: TopExamplesRequest
+    def __init__(self, key: _Optional[str] = ..., classify: _Optional[_Union[ClassifyRequest, _Mapping]] = ..., features: _Optional[_Union[FeaturesRequest, _Mapping]] = ..., saliency: _Optional[_Union[SaliencyRequest, _Mapping]] = ..., cam: _Optional[_Union[CamRequest, _Mapping]] = ..., neighbours: _Optional[_Union[NeighboursRequest, _Mapping]] = ..., inspect_layers: _Optional[_Union[InspectLayersRequest, _Mapping]] = ..., feature_maps: _Optional[_Union[FeatureMapsRequest, _Mapping]] = ..., filters: _Optional[_Union[FiltersRequest, _Mapping]] = ..., top_examples: _Optional[_Union[TopExamplesRequest, _Mapping]] = ...) -> None: ...
 
 class PipelineError(_message.Message):
     __slots__ = ("code", "type", "message")
@@ -407,7 +645,7 @@ class PipelineError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PipelineResponse(_message.Message):
-    __slots__ = ("key", "classify", "features", "saliency", "cam", "neighbours", "error")
+    __slots__ = ("key", "classify", "features", "saliency", "cam", "neighbours", "error", "inspect_layers", "feature_maps", "filters", "top_examples")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CLASSIFY_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -415,6 +653,10 @@ class PipelineResponse(_message.Message):
     CAM_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    INSPECT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_MAPS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    TOP_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     key: str
     classify: ClassifyResponse
     features: FeaturesResponse
@@ -422,4 +664,8 @@ class PipelineResponse(_message.Message):
     cam: CamResponse
     neighbours: NeighboursResponse
     error: PipelineError
-    def __init__(self, key: _Optional[str] = ..., classify: _Optional[_Union[ClassifyResponse, _Mapping]] = ..., features: _Optional[_Union[FeaturesResponse, _Mapping]] = ..., saliency: _Optional[_Union[SaliencyResponse, _Mapping]] = ..., cam: _Optional[_Union[CamResponse, _Mapping]] = ..., neighbours: _Optional[_Union[NeighboursResponse, _Mapping]] = ..., error: _Optional[_Union[PipelineError, _Mapping]] = ...) -> None: ...
+    inspect_layers: InspectLayersResponse
+    feature_maps: FeatureMapsResponse
+    filters: FiltersResponse
+    top_examples: TopExamplesResponse
+    def __init__(self, key: _Optional[str] = ..., classify: _Optional[_Union[ClassifyResponse, _Mapping]] = ..., features: _Optional[_Union[FeaturesResponse, _Mapping]] = ..., saliency: _Optional[_Union[SaliencyResponse, _Mapping]] = ..., cam: _Optional[_Union[CamResponse, _Mapping]] = ..., neighbours: _Optional[_Union[NeighboursResponse, _Mapping]] = ..., error: _Optional[_Union[PipelineError, _Mapping]] = ..., inspect_layers: _Optional[_Union[InspectLayersResponse, _Mapping]] = ..., feature_maps: _Optional[_Union[FeatureMapsResponse, _Mapping]] = ..., filters: _Optional[_Union[FiltersResponse, _Mapping]] = ..., top_examples: _Optional[_Union[TopExamplesResponse, _Mapping]] = ...) -> None: ...

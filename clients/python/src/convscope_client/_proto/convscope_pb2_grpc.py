@@ -74,6 +74,26 @@ class ConvScopeStub:
                 request_serializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.SerializeToString,
                 response_deserializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.FromString,
                 _registered_method=True)
+        self.InspectLayers = channel.unary_unary(
+                '/convscope.v1.ConvScope/InspectLayers',
+                request_serializer=convscope_dot_v1_dot_convscope__pb2.InspectLayersRequest.SerializeToString,
+                response_deserializer=convscope_dot_v1_dot_convscope__pb2.InspectLayersResponse.FromString,
+                _registered_method=True)
+        self.FeatureMaps = channel.unary_unary(
+                '/convscope.v1.ConvScope/FeatureMaps',
+                request_serializer=convscope_dot_v1_dot_convscope__pb2.FeatureMapsRequest.SerializeToString,
+                response_deserializer=convscope_dot_v1_dot_convscope__pb2.FeatureMapsResponse.FromString,
+                _registered_method=True)
+        self.Filters = channel.unary_unary(
+                '/convscope.v1.ConvScope/Filters',
+                request_serializer=convscope_dot_v1_dot_convscope__pb2.FiltersRequest.SerializeToString,
+                response_deserializer=convscope_dot_v1_dot_convscope__pb2.FiltersResponse.FromString,
+                _registered_method=True)
+        self.TopExamples = channel.unary_unary(
+                '/convscope.v1.ConvScope/TopExamples',
+                request_serializer=convscope_dot_v1_dot_convscope__pb2.TopExamplesRequest.SerializeToString,
+                response_deserializer=convscope_dot_v1_dot_convscope__pb2.TopExamplesResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/convscope.v1.ConvScope/ListModels',
                 request_serializer=convscope_dot_v1_dot_convscope__pb2.ListModelsRequest.SerializeToString,
@@ -150,6 +170,34 @@ class ConvScopeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InspectLayers(self, request, context):
+        """Every inspectable layer with its output shape and receptive field (<m>-inspect, op layers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FeatureMaps(self, request, context):
+        """One layer's activations for an image: per-channel stats, a grid PNG, float16 maps (op feature_maps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Filters(self, request, context):
+        """A convolution's weights as an image grid and float16 values (op filters).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopExamples(self, request, context):
+        """The gallery images that most excite one channel of a stored layer, best first (op top_examples).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Every model the server holds (no token needed).
         """
@@ -213,6 +261,26 @@ def add_ConvScopeServicer_to_server(servicer, server):
                     servicer.IndexStats,
                     request_deserializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.FromString,
                     response_serializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.SerializeToString,
+            ),
+            'InspectLayers': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectLayers,
+                    request_deserializer=convscope_dot_v1_dot_convscope__pb2.InspectLayersRequest.FromString,
+                    response_serializer=convscope_dot_v1_dot_convscope__pb2.InspectLayersResponse.SerializeToString,
+            ),
+            'FeatureMaps': grpc.unary_unary_rpc_method_handler(
+                    servicer.FeatureMaps,
+                    request_deserializer=convscope_dot_v1_dot_convscope__pb2.FeatureMapsRequest.FromString,
+                    response_serializer=convscope_dot_v1_dot_convscope__pb2.FeatureMapsResponse.SerializeToString,
+            ),
+            'Filters': grpc.unary_unary_rpc_method_handler(
+                    servicer.Filters,
+                    request_deserializer=convscope_dot_v1_dot_convscope__pb2.FiltersRequest.FromString,
+                    response_serializer=convscope_dot_v1_dot_convscope__pb2.FiltersResponse.SerializeToString,
+            ),
+            'TopExamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopExamples,
+                    request_deserializer=convscope_dot_v1_dot_convscope__pb2.TopExamplesRequest.FromString,
+                    response_serializer=convscope_dot_v1_dot_convscope__pb2.TopExamplesResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -446,6 +514,114 @@ class ConvScope:
             '/convscope.v1.ConvScope/IndexStats',
             convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.SerializeToString,
             convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectLayers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convscope.v1.ConvScope/InspectLayers',
+            convscope_dot_v1_dot_convscope__pb2.InspectLayersRequest.SerializeToString,
+            convscope_dot_v1_dot_convscope__pb2.InspectLayersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FeatureMaps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convscope.v1.ConvScope/FeatureMaps',
+            convscope_dot_v1_dot_convscope__pb2.FeatureMapsRequest.SerializeToString,
+            convscope_dot_v1_dot_convscope__pb2.FeatureMapsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Filters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convscope.v1.ConvScope/Filters',
+            convscope_dot_v1_dot_convscope__pb2.FiltersRequest.SerializeToString,
+            convscope_dot_v1_dot_convscope__pb2.FiltersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopExamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convscope.v1.ConvScope/TopExamples',
+            convscope_dot_v1_dot_convscope__pb2.TopExamplesRequest.SerializeToString,
+            convscope_dot_v1_dot_convscope__pb2.TopExamplesResponse.FromString,
             options,
             channel_credentials,
             insecure,
