@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup java prometheus store serve test test-unit reliability bench proto archive clean distclean
+.PHONY: setup java prometheus store serve test test-unit reliability bench pictures proto archive clean distclean
 
 setup: $(STAMP) java prometheus
 
@@ -63,6 +63,12 @@ reliability: setup store
 # (about 3 min), written to var/bench/quick.md instead; tests/integration/test_bench.py runs it.
 bench: setup store
 	$(PY) benchmarks/suite.py $(if $(QUICK),--quick --out var/bench/quick.md,--write)
+
+# The pictures and figures of docs/inspect.md's "What the built-in models show" (about a minute on
+# 2 cores): six PNGs into docs/images/inspect/ and the measured figures printed, which
+# tests/unit/test_inspect_meaning.py asserts. In-process over a copy of the built galleries.
+pictures: store
+	$(PY) benchmarks/inspect_pictures.py
 
 # Regenerate the gRPC stubs (.py, .pyi, _grpc.py) from proto/; the tests fail when they drift.
 proto: $(STAMP)
