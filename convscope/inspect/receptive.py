@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import chain
-from math import prod
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from .layout import Layout, anon, labelled, nchw, relabel, reshape, spatial_hw
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,6 @@ class LayerInfo:
                 "receptive_field": field.to_dict() if field else None}
 
 
-# Where a tensor's spatial axes are: per dim, the sub-axes (label, size) it is the row-major
-# merge of, label "h", "w" or None (size-1 unlabelled axes are dropped). Tracked so that a
-# permute to NHWC and back, or [B, H, W, C] flattened to [BHW, C] around the matmul of an
-# nn.Linear (ConvNeXt), keeps the field instead of losing it.
-Layout = tuple[tuple[tuple, ...], ...]
-_H, _W = "h", "w"
 _UNTRACKED = object()  # a tensor that does not read the input (a weight, a constant)
 
 
@@ -74,61 +69,6 @@ _UNTRACKED = object()  # a tensor that does not read the input (a weight, a cons
 class _State:
     field: ReceptiveField
     layout: Layout | None  # None only for a global field, whose layout no longer matters
-
-
-def _anon(n: int) -> tuple:
-    return ((None, n),) if n != 1 else ()
-
-
-def _labelled(axes: tuple) -> bool:
-    return any(label for label, _ in axes)
-
-
-def _nchw(shape) -> Layout:  # [..., H, W] with unlabelled leading dims
-    return tuple(_anon(n) for n in shape[:-2]) + (((_H, shape[-2]),), ((_W, shape[-1]),))
-
-
-def _spatial_hw(layout: Layout | None) -> tuple[int, int] | None:
-    """(H, W) when h and w are exactly the last two dims (as convolution and pooling need)."""
-    if layout is None or len(layout) < 3 or any(_labelled(axes) for axes in layout[:-2]):
-        return None
-    h, w = layout[-2], layout[-1]
-    ok = len(h) == len(w) == 1 and (h[0][0], w[0][0]) == (_H, _W)
-    return (h[0][1], w[0][1]) if ok else None
-
-
-def _relabel(layout: Layout | None, shape) -> Layout | None:
-    """The layout of an output of `shape` that keeps every position of its input (element-wise
-    with broadcasting, cat or split along an unlabelled dim): labelled dims keep their size."""
-    if layout is None or len(layout) > len(shape):
-        return None
-    layout = ((),) * (len(shape) - len(layout)) + layout
-    if any(_labelled(axes) and prod(s for _, s in axes) != n for axes, n in zip(layout, shape)):
-        return None  # a spatial dim broadcast, sliced or concatenated
-    return tuple(axes if _labelled(axes) else _anon(n) for axes, n in zip(layout, shape))
-
-
-def _reshape(layout: Layout | None, shape) -> Layout | None:
-    """The layout after a row-major reshape (view, flatten, squeeze) to `shape`: sub-axes are
-    regrouped in order; an unlabelled one may be split, a labelled one may not."""
-    axes, out = [a for dim in layout or () for a in dim], []
-    for n in shape if layout is not None else ():
-        dim, size = [], 1
-        while size < n and axes:
-            label, k = axes.pop(0)
-            if size * k > n:  # split an unlabelled axis: [B, C] -> [B, g, C / g]
-                if label or n % size or k % (n // size):
-                    return None
-                axes.insert(0, (None, k // (n // size)))
-                k = n // size
-            dim.append((label, k))
-            size *= k
-        if size != n:
-            return None
-        if n == 1 and axes and axes[0][1] == 1:
-            dim.append(axes.pop(0))  # the h or w of a 1x1 map
-        out.append(tuple(dim))
-    return None if axes or layout is None else tuple(out)
 
 
 def _step(field: ReceptiveField, k, s, p, d) -> ReceptiveField:
@@ -164,11 +104,11 @@ def _arg(args, i: int, default):
 
 def _window(mode, args, out, k, s, p, d=1, global_=False) -> _State | None:
     state = mode.single(args, 0)
-    if state is None or _spatial_hw(state.layout) is None or out.dim() < 3:
+    if state is None or spatial_hw(state.layout) is None or out.dim() < 3:
         return None
     field = _step(state.field, _pair(k), _pair(s or k), _pair(p), _pair(d))
     return _State(replace(field, size=mode.full, global_=True) if global_ else field,
-                  _nchw(out.shape))
+                  nchw(out.shape))
 
 
 def _conv(mode, args, out):
@@ -188,7 +128,7 @@ def _pool(mode, args, out, dilated: bool):
 
 def _adaptive_pool(mode, args, out):
     state = mode.single(args, 0)
-    hw = _spatial_hw(state.layout) if state else None
+    hw = spatial_hw(state.layout) if state else None
     if hw is None or hw[0] % out.shape[-2] or hw[1] % out.shape[-1]:
         return None  # overlapping bins of unequal width (pooling up, say): no one field per unit
     k = (hw[0] // out.shape[-2], hw[1] // out.shape[-1])
@@ -199,12 +139,12 @@ def _pad(mode, args, out):
     # constant_pad_nd(input, pad), reflection/replication_pad2d(input, padding): (before, after)
     # from the last dim backwards. Padding before moves unit 0 back (TF "same" pads in timm).
     state = mode.single(args, 0)
-    if state is None or _spatial_hw(state.layout) is None:
+    if state is None or spatial_hw(state.layout) is None:
         return None
     before = (list(args[1]) + [0] * 4)[2::-2]  # (top, left)
     field = state.field
     start = tuple(field.start[i] - before[i] * field.jump[i] for i in (0, 1))
-    return _State(replace(field, start=start), _nchw(out.shape))
+    return _State(replace(field, start=start), nchw(out.shape))
 
 
 def _reduce(mode, args, out):
@@ -214,14 +154,14 @@ def _reduce(mode, args, out):
         return None
     dims = _arg(args, 1, None) or range(ndim)
     dims = {d % ndim for d in ([dims] if isinstance(dims, int) else dims)}
-    spatial = {i for i, axes in enumerate(state.layout) if _labelled(axes)}
+    spatial = {i for i, axes in enumerate(state.layout) if labelled(axes)}
     if spatial and spatial <= dims:  # a global pooling: each output reads every unit of the map
-        hw = _spatial_hw(state.layout)
+        hw = spatial_hw(state.layout)
         field = _step(state.field, hw, hw, (0, 0), (1, 1)) if hw else state.field
         return _State(replace(field, size=mode.full, global_=True), None)
     if spatial & dims:
         return None  # pooled along one spatial axis only
-    layout = _reshape(tuple(a for i, a in enumerate(state.layout) if i not in dims), out.shape)
+    layout = reshape(tuple(a for i, a in enumerate(state.layout) if i not in dims), out.shape)
     return _State(state.field, layout) if layout else None
 
 
@@ -229,7 +169,7 @@ def _elementwise(mode, args, out):
     """Unit (y, x) of the output reads unit (y, x) of each input: the union of their fields."""
     states = mode.inputs(args)
     spatial = [s for s in states if not s.field.global_] or states[:1]
-    layouts = {_relabel(s.layout, out.shape) for s in spatial}
+    layouts = {relabel(s.layout, out.shape) for s in spatial}
     field = _union([s.field for s in spatial])
     ok = len(layouts) == 1 and None not in layouts and field is not None
     return _State(field, layouts.pop()) if ok else None
@@ -237,7 +177,7 @@ def _elementwise(mode, args, out):
 
 def _view(mode, args, out):
     state = mode.single(args, 0)
-    layout = _reshape(state.layout, out.shape) if state else None
+    layout = reshape(state.layout, out.shape) if state else None
     return _State(state.field, layout) if layout else None
 
 
@@ -257,9 +197,9 @@ def _permute(mode, args, out):
 def _matmul(mode, args, out):
     # mm(mat1, mat2), addmm(bias, mat1, mat2): an nn.Linear on [B*H*W, C] keeps the rows
     state = mode.single(args, len(args) - 2)
-    if state is None or state.layout is None or _labelled(state.layout[1]):
+    if state is None or state.layout is None or labelled(state.layout[1]):
         return None
-    return _State(state.field, (state.layout[0], _anon(out.shape[1])))
+    return _State(state.field, (state.layout[0], anon(out.shape[1])))
 
 
 # Unit-wise ops the `pointwise` tag misses. Normalisation statistics count as constants: the
@@ -302,7 +242,7 @@ class _FieldMode(TorchDispatchMode):
         self.full = tuple(example.shape[-2:])
         # Strong references for the whole trace: a freed tensor's id() could name a new one.
         self._states: dict[int, tuple[torch.Tensor, _State | None]] = {}
-        self.put(example, _State(ReceptiveField((1, 1), (1, 1), (0.0, 0.0)), _nchw(example.shape)))
+        self.put(example, _State(ReceptiveField((1, 1), (1, 1), (0.0, 0.0)), nchw(example.shape)))
 
     def put(self, tensor: torch.Tensor, state: _State | None) -> None:
         self._states[id(tensor)] = (tensor, state)
@@ -359,7 +299,7 @@ def _record(mode: _FieldMode, layers: list, seen: set, name: str, module, inputs
         return
     state, field = mode.state(output), None
     if isinstance(state, _State):
-        if not state.field.global_ and _spatial_hw(state.layout) is None:
+        if not state.field.global_ and spatial_hw(state.layout) is None:
             return  # h and w are not dims 2 and 3 (NHWC inside a ConvNeXt block): no [C, H, W] map
         field = state.field
     layers.append(LayerInfo(name, type(module).__name__, tuple(output.shape[1:]), field))

@@ -18,7 +18,7 @@ import requests
 from convscope.serving import start
 from convscope_gateway._proto import inference_pb2, inference_pb2_grpc
 from tests.chaos import NeighboursClient
-from tests.imaging import photo_bytes, rendered_digits
+from tests.imaging import photo_bytes
 
 pytestmark = pytest.mark.integration
 
