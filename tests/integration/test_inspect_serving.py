@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+import zipfile
 
 import grpc
 import pytest
@@ -42,15 +43,18 @@ def ts_grpc(server):
     channel.close()
 
 
-def test_layers_over_rest_match_the_model_card_fields(server):
+def test_layers_over_rest_match_the_model_card_fields(server, store):
     answer = server.predict("efficientnet_lite0-inspect", json={"op": "layers"})
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     names = [layer["name"] for layer in doc["layers"]]
-    assert doc["cam_layer"] == "bn2" and names[-1] == "bn2" and doc["first_conv"] == "conv_stem"
-    assert doc["stored_layers"] == ["bn2", "blocks.4"]
+    assert doc["cam_layer"] == "bn2" and names[-2:] == ["bn2", "global_pool.pool"]
+    assert doc["first_conv"] == "conv_stem" and doc["stored_layers"] == ["bn2", "blocks.4"]
     field = doc["layers"][names.index("bn2")]["receptive_field"]
-    assert field["jump"] == [32, 32] and field["size"][0] > 224
+    assert field == {"size": [851, 851], "jump": [32, 32], "start": [31.0, 31.0], "global": False}
+    assert doc["layers"][-1]["receptive_field"]["global"] is True
+    with zipfile.ZipFile(store / "efficientnet_lite0.mar") as archive:
+        assert json.loads(archive.read("card.json"))["layers"] == doc["layers"]
 
 
 @pytest.mark.parametrize("params", [
