@@ -9,6 +9,8 @@ Sections (each module says how it measures):
 - ``preprocessing``, ``onnx``, ``formats``: in this process (benchmarks/bench_compute.py);
 - ``explanations``, ``neighbours``: the measurements of explain_speed.py, index_speed.py and
   neighbours_quality.py (benchmarks/bench_peers.py);
+- ``inspect``: ``<m>-inspect`` per operation, and the top-activation store at gallery scale
+  (benchmarks/bench_inspect.py);
 - ``gpu``: only where CUDA is available (benchmarks/bench_gpu.py).
 
 ``--quick`` scales everything down (a few minutes on 2 cores; every section still present and
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from benchmarks import bench_compute, bench_gpu, bench_overhead, bench_peers  # noqa: E402
+from benchmarks import bench_compute, bench_gpu, bench_inspect, bench_overhead, bench_peers  # noqa: E402
 from benchmarks.bench_types import Goal, Section, log_to_stderr, table  # noqa: E402
 from benchmarks.report import publish  # noqa: E402
 from benchmarks.serving_latency import STORE  # noqa: E402
@@ -48,12 +50,14 @@ SECTIONS = {
     "explanations": bench_peers.explanations,
     "neighbours": bench_peers.neighbours,
     "formats": bench_compute.output_formats,
+    "inspect": bench_inspect.run,
     "gpu": bench_gpu.run,
 }
 TITLES = {"overhead": "Service overhead", "preprocessing": "Preprocessing against a forward pass",
           "onnx": "ONNX Runtime against eager PyTorch", "explanations": "Explanation methods against their peers",
           "neighbours": "Nearest-neighbour QPS and recall",
           "formats": "Response size and encode time per output format",
+          "inspect": "Inspect: operations and the top-activation store",
           "gpu": "GPU: throughput, explanation latency, utilisation"}
 """Every section's heading: sections hand back their lines and goals, the suite names them."""
 DISTRIBUTIONS = ("torch", "torchvision", "timm", "onnxruntime", "onnxruntime-gpu", "torchserve", "faiss-cpu",

@@ -66,6 +66,11 @@ class Table:
     """A reader's copy: per layer codes uint16 [C, capacity] and argmax [C, capacity], a slot
     (column) per entry, freed slots reused; ``rank`` int64 [capacity] sorts slots like their ids."""
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (values, positions and ranks), capacity included."""
+        return sum(a.nbytes for a in (*self.codes.values(), *self.argmax.values(), self.rank))
+
     def __init__(self, layout: Layout) -> None:
         self.codes = {n: np.zeros((c, 0), np.uint16) for n, (_, c, _) in layout.spans.items()}
         self.argmax = {n: np.zeros((c, 0), d) for n, (_, c, d) in layout.spans.items()}

@@ -276,6 +276,11 @@ class ActivationReader:
         table.order(new)
         self._table, self._seq = table, meta["seq"]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory of the in-memory table (what a 1M-image store costs each inspect worker)."""
+        return self._table.nbytes
+
     def count(self) -> int:
         """Entries as of the last refresh."""
         return len(self._table.slot)
