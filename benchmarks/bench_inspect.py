@@ -12,8 +12,6 @@ what the top-activation store costs at gallery scale.
 
 from __future__ import annotations
 
-import base64
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,14 +27,10 @@ from convscope.envelope import Payload
 from convscope.errors import ServiceError
 from convscope.index.activations import ActivationReader, ActivationRow, ActivationStore, LayerSummary
 from tests.imaging import photo_bytes, rendered_digits
+from tests.payloads import json_payload
 
 LAYERS = {"bn2": (1280, 7, 7), "blocks.4": (112, 14, 14)}
 """efficientnet_lite0's default stored layers."""
-
-
-def _payload(image: bytes | None = None, **params) -> Payload:
-    doc = dict(params, **({"image": base64.b64encode(image).decode()} if image else {}))
-    return Payload({"body": json.dumps(doc).encode()}, {"body": "application/json"})
 
 
 def _time(endpoint, payload: Payload, repeats: int) -> list[float]:
@@ -51,12 +45,12 @@ def _time(endpoint, payload: Payload, repeats: int) -> list[float]:
 
 
 def _operations(image: bytes, layer: str) -> dict[str, Payload]:
-    return {"layers": _payload(op="layers"),
-            f"feature_maps {layer}, top 16, grid": _payload(image, op="feature_maps", layer=layer),
-            f"feature_maps {layer}, top 16, array": _payload(image, op="feature_maps", layer=layer, output="array"),
-            "filters (first conv), grid": _payload(op="filters"),
-            "top_examples k=9": _payload(op="top_examples", channel=3, k=9),
-            "top_examples k=9, patches": _payload(op="top_examples", channel=3, k=9, patches=True)}
+    return {"layers": json_payload(op="layers"),
+            f"feature_maps {layer}, top 16, grid": json_payload(image=image, op="feature_maps", layer=layer),
+            f"feature_maps {layer}, top 16, array": json_payload(image=image, op="feature_maps", layer=layer, output="array"),
+            "filters (first conv), grid": json_payload(op="filters"),
+            "top_examples k=9": json_payload(op="top_examples", channel=3, k=9),
+            "top_examples k=9, patches": json_payload(op="top_examples", channel=3, k=9, patches=True)}
 
 
 def _endpoint_rows(repeats: int, log: Log) -> list[list[str]]:

@@ -72,9 +72,10 @@ def spread_channels(maxima: np.ndarray, count: int, cap: float | None = None) ->
 
 
 def distinct_top(inspect, layer: str, channel: int, k: int, photo: dict[str, str], patches: bool = False):
-    """The first ``k`` top examples that are not a duplicate (``photo`` maps a duplicate to "= id")."""
+    """The first ``k`` top examples that are not a duplicate (``photo`` maps a duplicate to "= id")
+    and are in ``photo`` at all (the built gallery, not what a caller added)."""
     result = ask(inspect, op="top_examples", layer=layer, channel=channel, k=min(2 * k, 100), patches=patches)
-    return [e for e in result.examples if not photo[e.id].startswith("=")][:k]
+    return [e for e in result.examples if e.id in photo and not photo[e.id].startswith("=")][:k]
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@ restart is an increase), configurable explanation buckets, GPU memory only where
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -15,20 +13,15 @@ import torch
 from convscope import metrics
 from convscope.config import EngineConfig
 from convscope.endpoints import build_endpoint
-from convscope.envelope import Payload
 from convscope.index import open_index, storage
 from convscope.spec import IndexSpec
+from tests.payloads import json_payload as _json
 from tests.imaging import rendered_digits
 
 
 def _value(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
-
-def _json(**doc) -> Payload:
-    if isinstance(doc.get("image"), bytes):
-        doc["image"] = base64.b64encode(doc["image"]).decode()
-    return Payload({"body": json.dumps(doc).encode()}, {"body": "application/json"})
 
 
 def test_index_writes_are_counted_by_outcome(digits_model, tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 
 import numpy as np
 import pytest
@@ -15,23 +14,15 @@ import torch
 from PIL import Image
 
 from convscope.build.digits import load_digits, split
-from convscope.envelope import Payload
 from convscope.errors import BadRequest, NotFound, ServiceError
 from convscope.preprocess import image_input, prepare_input
 from convscope.config import EngineConfig
 from convscope.schemas import FeatureMapsResult, FiltersResult, LayersResult, TopExamplesResult
+from tests.payloads import json_payload as _json
+from tests.payloads import one as _one
 from tests.imaging import encode, photo_bytes, rendered_digits
 
 
-def _json(**doc) -> Payload:
-    if isinstance(doc.get("image"), bytes):
-        doc["image"] = base64.b64encode(doc["image"]).decode()
-    return Payload({"body": json.dumps(doc).encode()}, {"body": "application/json"})
-
-
-def _one(endpoint, payload):
-    (outcome,) = endpoint.handle([payload])
-    return outcome
 
 
 def _hooked(model, layer: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -11,16 +11,20 @@ import numpy as np
 import pytest
 
 from benchmarks import inspect_meaning as meaning
+from convscope.build.gallery import PHOTOS
 
 
+# The built galleries only: the session's endpoints also hold what other tests added.
 @pytest.fixture(scope="module")
 def digits(endpoints):
-    return endpoints["digits-inspect"], endpoints["digits-neighbours"].store.ids()
+    ids = [i for i in endpoints["digits-neighbours"].store.ids() if i.startswith("digits/train/")]
+    return endpoints["digits-inspect"], ids
 
 
 @pytest.fixture(scope="module")
 def photos(endpoints):
-    return endpoints["efficientnet_lite0-inspect"], endpoints["efficientnet_lite0-neighbours"].store.ids()
+    ids = [i for i in endpoints["efficientnet_lite0-neighbours"].store.ids() if i.split("/")[0] in PHOTOS]
+    return endpoints["efficientnet_lite0-inspect"], ids
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ batches, and the quality figures of issue 5 (precision@10 on held-out digits, AN
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +16,11 @@ from convscope.errors import InvalidImage, NotFound, ServiceError
 from convscope.index import Entry, open_index
 from convscope.schemas import IndexWriteResult, NeighboursResult
 from convscope.spec import IndexSpec
+from tests.payloads import json_payload as _json
+from tests.payloads import one as _one
 from tests.imaging import held_out_digits, photo_bytes, rendered_digits
 
 
-def _json(**doc) -> Payload:
-    if isinstance(doc.get("image"), bytes):
-        doc["image"] = base64.b64encode(doc["image"]).decode()
-    return Payload({"body": json.dumps(doc).encode()}, {"body": "application/json"})
-
-
-def _one(endpoint, payload):
-    (outcome,) = endpoint.handle([payload])
-    return outcome
 
 
 def test_a_digit_finds_ten_training_digits_of_its_own_class(endpoints):
