@@ -9,6 +9,7 @@ process: the reader follows its committed writes). Each item still fails alone.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ OPS = ("layers", "feature_maps", "filters", "top_examples")
 APPLIES = {"layers": set(), "feature_maps": {"layer", "channels", "top", "output"},
            "filters": {"layer", "output"}, "top_examples": {"layer", "channel", "k", "patches"}}
 OUTPUTS = {"feature_maps": ("grid", "array", "raw"), "filters": ("grid", "array")}
+MAX_PATCH_BYTES = 8 << 20
+"""``patches=true`` of top_examples: at most this many PNG bytes in one answer (TorchServe's
+response cap is 20 MB; a deep layer's patch is the whole image)."""
 MAX_MAP_VALUES = 6_000_000
 """``output=array`` of feature_maps: at most this many float16 values (12 MB) in one answer."""
 BUILD_HINT = ("build it with the gallery: `make store` for the built-in models, or "
@@ -65,8 +69,12 @@ class InspectEndpoint(Endpoint):
 
     def parse(self, payload: Payload) -> InspectRequest:
         image, raw = split_payload(payload, self.image_required)
-        if isinstance(raw.get("channels"), list):  # JSON [3, 17]: the same as the text "3,17"
-            raw = {**raw, "channels": ",".join(str(c) for c in raw["channels"])}
+        channels = raw.get("channels")
+        if isinstance(channels, list | int) and not isinstance(channels, bool):  # JSON [3, 17] or 3: as "3,17"
+            items = channels if isinstance(channels, list) else [channels]
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in items):
+                raise BadRequest("channels must be \"top\" or a list of channel numbers such as [3, 17, 40]")
+            raw = {**raw, "channels": ",".join(str(c) for c in items)}
         return self.make_request(image, parse_params(raw, self.params), set(raw))
 
     def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> InspectRequest:
@@ -183,7 +191,7 @@ class InspectEndpoint(Endpoint):
         name = request.layer or next(iter(self.stored))
         reader = self.reader()
         field, width = self.by_name[name].receptive_field, self.stored[name][2]
-        examples = []
+        examples, budget = [], MAX_PATCH_BYTES
         for key, value, position in reader.top(name, request.channel, request.k):
             try:
                 row = reader.row(key)
@@ -191,9 +199,17 @@ class InspectEndpoint(Endpoint):
                 continue
             box = patch_box(field, position, width, row.info) if field is not None else (0, 0, *row.info["image_size"])
             patch = crop_patch(row.image, box, row.info) if request.patches else None
+            budget -= len(patch or b"")
+            if budget < 0:
+                raise BadRequest(f"the patches of {request.k} examples exceed {MAX_PATCH_BYTES >> 20} MB: "
+                                 "ask for a smaller k, or without patches")
             examples.append(TopExample(key, row.label, row.metadata, value, divmod(int(position), width), box,
                                        *row.info["image_size"], patch))
         return TopExamplesResult(self.model.spec.name, name, request.channel, reader.count(), tuple(examples))
+
+
+_CHANNELS = re.compile(r"\[?\s*[0-9]{1,7}(\s*,\s*[0-9]{1,7})*\s*\]?")
+"""ASCII digits only, as every integer parameter (never "²" or "٣"), optionally in one pair of brackets."""
 
 
 def _channel_list(text: str, most: int) -> tuple[int, ...] | None:
@@ -201,10 +217,9 @@ def _channel_list(text: str, most: int) -> tuple[int, ...] | None:
     text = text.strip()
     if text == "top":
         return None
-    parts = [p.strip() for p in text.strip("[]").split(",")]
-    if not parts or not all(p.isdigit() and len(p) < 8 for p in parts):
+    if not _CHANNELS.fullmatch(text) or text.startswith("[") != text.endswith("]"):
         raise BadRequest(f"channels must be \"top\" or a list of channel numbers such as 3,17,40; got {text[:40]!r}")
-    channels = tuple(dict.fromkeys(int(p) for p in parts))
+    channels = tuple(dict.fromkeys(int(p) for p in text.strip("[] ").split(",")))
     if len(channels) > most:
         raise BadRequest(f"{len(channels)} channels asked; the server cap max_feature_channels is {most}")
     return channels

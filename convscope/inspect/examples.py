@@ -27,6 +27,8 @@ from .maps import activations, summarise
 from .receptive import LayerInfo, ReceptiveField, trace_layers
 
 log = logging.getLogger(__name__)
+PATCH_SIDE = 256
+"""Patches are cut at the stored copy's resolution and shrunk to this longer side at most."""
 SEED_FILE = "gallery-activations.sqlite"
 """A built top-activation store inside a model archive, copied the first time the store opens."""
 
@@ -112,8 +114,8 @@ def patch_box(field: ReceptiveField, position: int, map_width: int, info: dict[s
 
 
 def crop_patch(copy: bytes | None, box: tuple[int, int, int, int], info: dict[str, Any]) -> bytes:
-    """``box`` (original pixels) cut from the stored copy, as PNG. BadRequest when the store keeps
-    no images or the box is empty (a field wholly outside the image)."""
+    """``box`` (original pixels) cut from the stored copy, as PNG, its longer side at most
+    ``PATCH_SIDE``. BadRequest when the store keeps no images."""
     if not copy:
         raise BadRequest("this model's top-activation store keeps no images ([inspect] image_side = 0): "
                          "ask without patches")
@@ -122,6 +124,8 @@ def crop_patch(copy: bytes | None, box: tuple[int, int, int, int], info: dict[st
         x0, y0, x1, y1 = (int(np.floor(box[0] * scale)), int(np.floor(box[1] * scale)),
                           int(np.ceil(box[2] * scale)), int(np.ceil(box[3] * scale)))
         patch = image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
+        if max(patch.size) > PATCH_SIDE:  # a deep layer's field is the whole image: a thumbnail is enough
+            patch.thumbnail((PATCH_SIDE, PATCH_SIDE), Image.Resampling.BILINEAR)
         buffer = io.BytesIO()
         patch.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()

@@ -202,6 +202,31 @@ def test_bad_input_is_a_400_that_says_why_and_fails_alone(endpoints, doc, words)
     assert isinstance(good, FeatureMapsResult)
 
 
+@pytest.mark.parametrize("channels", ["²", "٣", "[[3]]", "3]", "[3", "1,,2", [[3]], ["3,4"], [True], 3.5])
+def test_malformed_channel_lists_are_400s(endpoints, channels):
+    _, image = rendered_digits(1, seed=5)[2]
+    bad = _one(endpoints["digits-inspect"], _json(op="feature_maps", image=image, channels=channels))
+    assert isinstance(bad, BadRequest) and "channels must be" in bad.message, bad
+
+
+@pytest.mark.parametrize("channels", ["[3, 17]", " 3 , 17 ", [3, 17], 3])
+def test_channel_lists_in_every_spelling(endpoints, channels):
+    _, image = rendered_digits(1, seed=5)[2]
+    result = _one(endpoints["digits-inspect"], _json(op="feature_maps", image=image, channels=channels))
+    assert [c.channel for c in result.channels] == ([3] if channels == 3 else [3, 17])
+
+
+def test_patches_are_thumbnails_within_a_byte_budget(endpoints, monkeypatch):
+    from convscope.endpoints import inspect as module
+
+    top = _one(endpoints["efficientnet_lite0-inspect"], _json(op="top_examples", channel=5, k=20, patches=True))
+    sizes = [Image.open(io.BytesIO(e.patch)).size for e in top.examples]
+    assert max(max(s) for s in sizes) <= 256  # bn2's field is the whole photo: a thumbnail of it
+    monkeypatch.setattr(module, "MAX_PATCH_BYTES", sum(len(e.patch) for e in top.examples) - 1)
+    over = _one(endpoints["efficientnet_lite0-inspect"], _json(op="top_examples", channel=5, k=20, patches=True))
+    assert isinstance(over, BadRequest) and "smaller k" in over.message
+
+
 def test_channel_out_of_range_for_feature_maps(endpoints):
     _, image = rendered_digits(1, seed=5)[2]
     bad = _one(endpoints["digits-inspect"], _json(op="feature_maps", image=image, channels="127,128"))
