@@ -1,11 +1,13 @@
 """Seeded bad and borderline requests for every ConvScope endpoint (issue 8, item 1).
 
 ``cases(seed, per_endpoint)`` gives, for every registration (``<m>``, ``<m>-features``,
-``<m>-saliency``, ``<m>-cam``, ``<m>-neighbours`` for both built-in backbones), the same list
-for the same seed: mutated real images (bit flips, truncations, header splices between formats,
-zeroed chunks, header fields rewritten) of JPEG, PNG, GIF, WebP, TIFF and BMP; wrong and missing
-content types; bad base64 and bad JSON bodies; JSON values of the wrong type; every parameter
-out of range or of the wrong type; unknown parameters; multipart oddities.
+``<m>-saliency``, ``<m>-cam``, ``<m>-neighbours``, ``<m>-inspect`` for both built-in backbones),
+the same list for the same seed: mutated real images (bit flips, truncations, header splices
+between formats, zeroed chunks, header fields rewritten) of JPEG, PNG, GIF, WebP, TIFF and BMP;
+wrong and missing content types; bad base64 and bad JSON bodies; JSON values of the wrong type;
+every parameter out of range or of the wrong type; unknown parameters; multipart oddities; and
+the op-level mistakes of the neighbours and inspect endpoints (a parameter, an output or an image
+the op does not take, layers and channels that do not exist).
 
 A ``Case`` carries the keyword arguments of ``requests.post`` and what is acceptable: a 2xx is
 fine for a mutation that still decodes (``must_fail`` False); a request that is certainly wrong
@@ -13,8 +15,9 @@ fine for a mutation that still decodes (``must_fail`` False); a request that is 
 connection, a dead worker, or a 4xx without a ``{"code", "type", "message"}`` body.
 
 Explanation methods stay cheap (gradient and Grad-CAM by default, smoothgrad with few samples,
-Score-CAM only on digits) so a few hundred cases run in about a minute on two cores. Writes to
-the feature index only ever use ids under ``fuzz/`` (``FUZZ_ID_PREFIX``), so a run can clean up.
+Score-CAM only on digits; inspect's feature maps of a few channels of small images) so a few
+hundred cases run in about a minute on two cores. Writes to the feature index only ever use ids
+under ``fuzz/`` (``FUZZ_ID_PREFIX``), so a run can clean up.
 """
 
 from __future__ import annotations
@@ -34,11 +37,41 @@ from PIL import Image
 from tests.imaging import encode, photo, photo_bytes, rendered_digits
 
 MODELS = ("digits", "efficientnet_lite0")
-SUFFIXES = ("", "-features", "-saliency", "-cam", "-neighbours")
+SUFFIXES = ("", "-features", "-saliency", "-cam", "-neighbours", "-inspect")
 ENDPOINTS = tuple(f"{m}{s}" for m in MODELS for s in SUFFIXES)
 FEATURE_DIM = {"digits": 128, "efficientnet_lite0": 1280}
 CLASSES = {"digits": 10, "efficientnet_lite0": 1000}
 FUZZ_ID_PREFIX = "fuzz/"
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The built-in models' layers that inspect cases name (their ``op=layers``)."""
+
+    cam: tuple[str, int]
+    """The CAM layer (feature_maps' default) and its channels."""
+    stored: tuple[tuple[str, int], ...]
+    """The top-activation store's layers with their channels, the default first."""
+    first_conv: str
+    other_conv: str
+    """A later convolution (depthwise on efficientnet_lite0)."""
+    pool: str
+    """A spatial layer of 1 x 1 (the global pooling)."""
+    not_conv: str
+    """A spatial layer that is no convolution (filters refuses it)."""
+    not_stored: str
+    """A spatial layer the store does not hold (top_examples refuses it)."""
+    not_spatial: str
+    """A module whose output is not a map (the classifier)."""
+
+
+LAYERS = {
+    "digits": Layers(("features", 128), (("features", 128), ("features.2", 64)), "features.0.0", "features.2.3",
+                     "pool", "features.1", "features.0.0", "fc"),
+    "efficientnet_lite0": Layers(("bn2", 1280), (("bn2", 1280), ("blocks.4", 112)), "conv_stem",
+                                 "blocks.0.0.conv_dw", "global_pool.pool", "bn1", "blocks.3", "classifier"),
+}
+MAX_FEATURE_CHANNELS, MAX_TOP_EXAMPLES = 64, 100  # the engine's defaults (EngineConfig)
 JSON_TYPE = {"Content-Type": "application/json"}
 
 
@@ -124,6 +157,12 @@ def seed_images() -> dict[str, tuple[bytes, ...]]:
 
 def good_digit() -> bytes:
     return rendered_digits(1)[7][1]
+
+
+@lru_cache(maxsize=None)
+def full_photo() -> bytes:
+    """A 451 x 300 JPEG, the size of a real photo."""
+    return photo_bytes("chelsea")
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +279,8 @@ def base_params(endpoint: str) -> dict[str, Any]:
         return {"k": 3}
     if endpoint.endswith("-features"):
         return {}
+    if endpoint.endswith("-inspect"):  # the one op that takes an image, with few channels at the layer's size
+        return {"op": "feature_maps", "top": 2, "output": "raw"}
     return {"top_k": 3}
 
 
@@ -268,7 +309,29 @@ def _cheap_valid_variants(endpoint: str, rng: random.Random) -> dict[str, Any]:
         return {"k": rng.choice((1, 1000))}
     if endpoint.endswith("-features"):
         return {"normalize": rng.choice(("true", "false", "0", "1", True, False))}
+    if endpoint.endswith("-inspect"):
+        return _inspect_variant(rng, LAYERS[model])
     return {"top_k": rng.choice((1, min(100, CLASSES[model])))}
+
+
+def _inspect_variant(rng: random.Random, layers: Layers) -> dict[str, Any]:
+    """Valid inspect requests at the ends of the ranges (``op=feature_maps`` takes the image)."""
+    (cam, channels), (stored, stored_channels) = layers.cam, layers.stored[-1]
+    return rng.choice([
+        {"op": "feature_maps", "top": 1, "output": "raw"},
+        {"op": "feature_maps", "top": MAX_FEATURE_CHANNELS, "output": "grid"},
+        {"op": "feature_maps", "channels": [channels - 1, 0], "output": "grid,array,raw"},
+        {"op": "feature_maps", "channels": "[3, 3, 0]", "top": 1, "output": "raw"},
+        {"op": "feature_maps", "layer": cam, "channels": "top", "top": 2, "output": "array"},
+        {"op": "feature_maps", "layer": layers.first_conv, "top": 2, "output": "array,raw"},
+        {"op": "feature_maps", "layer": layers.pool, "channels": "0", "output": "grid,array"},
+        {"op": "layers"},
+        {"op": "filters", "output": "grid,array"},
+        {"op": "filters", "layer": layers.other_conv, "output": "grid"},
+        {"op": "top_examples", "channel": channels - 1, "k": MAX_TOP_EXAMPLES},
+        {"op": "top_examples", "channel": 0, "k": 3, "patches": True},  # lite0's patches are whole images
+        {"op": "top_examples", "layer": stored, "channel": stored_channels - 1, "k": 1, "patches": "false"},
+    ])
 
 
 BIG_INT = 10**400  # only in JSON: Python's json reads it as an int beyond any float
@@ -318,6 +381,11 @@ def param_specs(endpoint: str) -> list[tuple[str, str, float | None, float | Non
                 ("label", "label", None, None), ("metadata", "metadata", None, None), ("vector", "vector", None, None)]
     if endpoint.endswith("-features"):
         return [("normalize", "bool", None, None)]
+    if endpoint.endswith("-inspect"):
+        return [("op", "choice", None, None), ("layer", "inspect-layer", None, None),
+                ("channels", "channels", None, None), ("top", "int", 1, MAX_FEATURE_CHANNELS),
+                ("output", "choice", None, None), ("channel", "int", 0, LAYERS[model].stored[0][1] - 1),
+                ("k", "int", 1, MAX_TOP_EXAMPLES), ("patches", "bool", None, None)]
     return [("top_k", "int", 1, min(100, CLASSES[model]))]
 
 
@@ -327,11 +395,60 @@ _NEEDS_METHOD = {"samples": "smoothgrad", "noise": "smoothgrad", "seed": "smooth
                  "polarity": "guided_backprop"}
 
 
+# The inspect ops a parameter applies to (docs/inspect.md; the engine's APPLIES).
+_INSPECT_OPS = {"layer": ("feature_maps", "filters", "top_examples"), "channels": ("feature_maps",),
+                "top": ("feature_maps",), "output": ("feature_maps", "filters"), "channel": ("top_examples",),
+                "k": ("top_examples",), "patches": ("top_examples",)}
+
+
+def _inspect_params(rng: random.Random, endpoint: str, name: str) -> dict[str, Any]:
+    """Cheap valid parameters of an inspect op that takes ``name`` (so its bad value is what
+    gets refused); ``op=feature_maps`` is the one that needs the image."""
+    op = rng.choice(_INSPECT_OPS.get(name, ("feature_maps",)))
+    return {"feature_maps": base_params(endpoint), "filters": {"op": "filters"},
+            "top_examples": {"op": "top_examples", "channel": 0}}[op]
+
+
+def _bad_inspect_layer(rng: random.Random, model: str, params: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """``params`` (an op that takes ``layer``) with a layer that op refuses: (label, params, json_only)."""
+    layers, op = LAYERS[model], params["op"]
+    choices = [("unknown", "no_such_layer"), ("empty", ""), ("non-spatial", layers.not_spatial),
+               ("a feature tap", f"{layers.not_spatial}:input"), ("dunder", "__class__"), ("dots", ".."),
+               ("long", "a." * 300), ("path", "../../x"), ("a number", 7), ("null", None),
+               ("a list", [layers.cam[0]]), ("trailing dot", layers.cam[0] + "."), ("wrong case", layers.cam[0].upper())]
+    if op == "filters":
+        choices.append(("not a convolution", layers.not_conv))
+    if op == "top_examples":
+        choices.append(("not stored", layers.not_stored))
+    label, value = rng.choice(choices)
+    return f"{op} layer {label}", {**params, "layer": value}, not isinstance(value, str)
+
+
+def _bad_channels(rng: random.Random, model: str) -> tuple[str, Any]:
+    """``channels`` of feature_maps: malformed, out of range, over max_feature_channels. Some
+    are one ``str.strip``/``isdigit`` away from a channel list (``[[3]]``, ``3]``, an
+    Arabic-Indic 3): the API's integers are ASCII digits only, and a list is ``3,17`` or ``[3, 17]``."""
+    count = LAYERS[model].cam[1]
+    return rng.choice([
+        ("empty", ""), ("blank", " "), ("text", "banana"), ("empty item", "3,,17"), ("negative", "-1"),
+        ("a float", "1.5"), ("semicolons", "3;4"), ("hex", "0x3"), ("top and a number", "top,3"),
+        ("wrong case", "TOP"), ("superscript digit", "\u00b2"), ("Arabic-Indic digit", "\u0663"),
+        ("an 8-digit number", "12345678"), ("out of range", str(count)), ("one out of range", f"0,{count + 1000}"),
+        ("over the cap", ",".join(str(i) for i in range(MAX_FEATURE_CHANNELS + 1))), ("too long", "1," * 3000),
+        ("nested brackets", "[[3]]"), ("unbalanced bracket", "3]"), ("empty list", "[]"),
+        ("JSON empty list", []), ("JSON nested list", [[3]]), ("JSON floats", [1.5]), ("JSON negative", [-1]),
+        ("JSON bools", [True]), ("JSON nulls", [None]), ("JSON object", {"a": 1}), ("JSON null", None),
+        ("JSON list over the cap", list(range(MAX_FEATURE_CHANNELS + 1))), ("JSON list out of range", [0, count]),
+    ])
+
+
 def _bad_param(rng: random.Random, endpoint: str) -> tuple[str, dict[str, Any], bool]:
     """(label, parameters, json_only): the endpoint's parameters with exactly one wrong."""
     model = endpoint.split("-")[0]
     name, kind, low, high = rng.choice(param_specs(endpoint))
     params = base_params(endpoint)
+    if endpoint.endswith("-inspect"):
+        params = _inspect_params(rng, endpoint, name)
     if endpoint.endswith("-saliency") and name in _NEEDS_METHOD:
         params["method"] = _NEEDS_METHOD[name]
     if endpoint.endswith("-cam") and name == "polarity":
@@ -342,6 +459,12 @@ def _bad_param(rng: random.Random, endpoint: str) -> tuple[str, dict[str, Any], 
         if name == "output" and rng.random() < 0.5:
             label, value = rng.choice([("unknown output", "heatmap,pdf"), ("empty item", "heatmap,,"),
                                        ("list with a number", ["heatmap", 3])])
+            json_only = not isinstance(value, str)
+        if endpoint.endswith("-inspect") and name == "output" and rng.random() < 0.5:
+            label, value = rng.choice([("a CAM output", "overlay"), ("empty item", "grid,,raw"),
+                                       ("list with a number", ["grid", 3]), ("empty list", []),
+                                       ("raw on filters", "grid,raw") if params["op"] == "filters"
+                                       else ("unknown output", "grid,png")])
             json_only = not isinstance(value, str)
         if endpoint.endswith("-saliency") and name == "method" and rng.random() < 0.3:
             label, value = "a CAM method on saliency", "gradcam"
@@ -354,6 +477,11 @@ def _bad_param(rng: random.Random, endpoint: str) -> tuple[str, dict[str, Any], 
             label, value = "clip_low >= clip_high", 99.5
             params["clip_high"] = 10
         return f"{name} {label}", {**params, name: value}, json_only
+    if kind == "inspect-layer":
+        return _bad_inspect_layer(rng, model, params)
+    if kind == "channels":
+        label, value = _bad_channels(rng, model)
+        return f"channels {label}", {**params, "channels": value}, not isinstance(value, str)
     if kind == "layer":
         label, value = rng.choice([("unknown", "no_such_layer"), ("empty", ""), ("non-spatial", "fc"),
                                    ("classifier", "classifier"), ("dunder", "__class__"), ("dots", ".."),
@@ -419,6 +547,8 @@ def _image_case(rng: random.Random, endpoint: str) -> Case:
         what = f"{what}, then {more}"
     params = base_params(endpoint)
     transport = rng.choice(("raw", "raw", "multipart", "json"))
+    if transport == "raw" and endpoint.endswith("-inspect"):  # a raw body has no op: layers, which takes no image
+        transport = rng.choice(("multipart", "json"))
     if transport == "raw":
         kind = rng.choice(RAW_CONTENT_TYPES)
         kwargs = {"data": data, "headers": {"Content-Type": kind} if kind else {}}
@@ -455,6 +585,8 @@ def _content_type_case(rng: random.Random, endpoint: str) -> Case:
     ])
     if endpoint.endswith("-neighbours") and label in ("form fields",):
         must = True
+    if endpoint.endswith("-inspect") and label == "empty body, no type":
+        must = False  # no image, no op: op=layers, a valid request
     return Case(f"content type: {label}", endpoint, kwargs, must, None, "content-type")
 
 
@@ -469,7 +601,7 @@ def _json_case(rng: random.Random, endpoint: str) -> Case:
         ("JSON string", json.dumps(b64).encode(), True),
         ("JSON number", b"42", True),
         ("JSON null", b"null", True),
-        ("empty JSON object", b"{}", not endpoint.endswith("-neighbours")),
+        ("empty JSON object", b"{}", not endpoint.endswith(("-neighbours", "-inspect"))),  # inspect: op=layers
         ("image null", json.dumps({"image": None}).encode(), True),
         ("image a number", json.dumps({"image": 12345}).encode(), True),
         ("image a list", json.dumps({"image": [1, 2, 3]}).encode(), True),
@@ -501,6 +633,8 @@ def _param_case(rng: random.Random, endpoint: str) -> Case:
     image = good_digit() if model == "digits" else seed_images()["JPEG"][1]
     if "vector" in params or params.get("op") in ("add",) and "vector" in params:
         image = None
+    if endpoint.endswith("-inspect") and params.get("op") != "feature_maps":
+        image = None  # the other ops take none (a bad op is refused first either way)
     transport = "json" if json_only or rng.random() < 0.5 else "multipart"
     kwargs = _json_body(image, params) if transport == "json" else _multipart(image, params)
     return Case(f"param: {label} ({transport})", endpoint, kwargs, True, None, "param")
@@ -547,12 +681,71 @@ def _neighbours_case(rng: random.Random, endpoint: str) -> Case:
     return Case(f"neighbours: {label} ({transport})", endpoint, kwargs, must, None, "neighbours")
 
 
+def _inspect_case(rng: random.Random, endpoint: str) -> Case:
+    """Op-level mistakes of the inspect endpoint: a parameter, an output or an image the op does
+    not take, an op without what it needs, layers and channels that do not exist, caps."""
+    model = endpoint.split("-")[0]
+    layers = LAYERS[model]
+    (cam, channels), (stored, stored_channels) = layers.cam, layers.stored[-1]
+    small = good_digit() if model == "digits" else seed_images()["JPEG"][1]
+    fm = base_params(endpoint)  # op=feature_maps, two channels, raw
+    top = {"op": "top_examples", "channel": 0}
+    label, params, image, must = rng.choice([
+        ("layers with an image", {"op": "layers"}, small, True),
+        ("an image and no op", {}, small, True),
+        ("filters with an image", {"op": "filters"}, small, True),
+        ("top_examples with an image", top, small, True),
+        ("feature_maps without an image", fm, None, True),
+        ("no op, feature_maps parameters", {"layer": cam, "top": 2}, None, True),
+        ("layer on layers", {"op": "layers", "layer": cam}, None, True),
+        ("output on layers", {"op": "layers", "output": "grid"}, None, True),
+        ("k on feature_maps", {**fm, "k": 3}, small, True),
+        ("channel on feature_maps", {**fm, "channel": 1}, small, True),
+        ("patches on feature_maps", {**fm, "patches": False}, small, True),
+        ("channels on filters", {"op": "filters", "channels": "0"}, None, True),
+        ("top on filters", {"op": "filters", "top": 2}, None, True),
+        ("channel on filters", {"op": "filters", "channel": 0}, None, True),
+        ("raw on filters", {"op": "filters", "output": "raw"}, None, True),
+        ("channels on top_examples", {**top, "channels": "0,1"}, None, True),
+        ("top on top_examples", {**top, "top": 2}, None, True),
+        ("output on top_examples", {**top, "output": "grid"}, None, True),
+        ("top_examples without channel", {"op": "top_examples", "k": 2}, None, True),
+        ("top_examples k over the cap", {**top, "k": MAX_TOP_EXAMPLES + 1}, None, True),
+        ("top_examples channel out of range", {"op": "top_examples", "channel": layers.stored[0][1]}, None, True),
+        ("channel out of range of the second stored layer",
+         {"op": "top_examples", "layer": stored, "channel": stored_channels}, None, True),
+        ("top_examples of a layer not stored", {**top, "layer": layers.not_stored}, None, True),
+        ("feature_maps of an unknown layer", {**fm, "layer": f"{cam}.99"}, small, True),
+        ("feature_maps of the classifier", {**fm, "layer": layers.not_spatial}, small, True),
+        ("feature_maps channels out of range", {**fm, "channels": f"0,{channels}"}, small, True),
+        ("feature_maps top over the cap", {**fm, "top": MAX_FEATURE_CHANNELS + 1}, small, True),
+        ("filters of a layer that is no convolution", {"op": "filters", "layer": layers.not_conv}, None, True),
+        ("filters of the classifier", {"op": "filters", "layer": layers.not_spatial}, None, True),
+        ("an op with a typo", {"op": "feature_map"}, None, True),
+        ("layers", {"op": "layers"}, None, False),
+        ("no op at all", {}, None, False),
+        ("filters as an array", {"op": "filters", "output": "array"}, None, False),
+        ("top_examples", {**top, "k": 2}, None, False),
+        # 64 maps aligned with a 451 x 300 photo: over the engine's MAX_MAP_VALUES (6,000,000)
+        ("feature_maps array over the size cap", {**fm, "top": MAX_FEATURE_CHANNELS, "output": "array"},
+         full_photo(), True),
+    ])
+    transport = rng.choice(("json", "multipart"))
+    if transport == "multipart" and not params and image is None:
+        transport = "json"  # an empty form is no request at all
+    kwargs = _json_body(image, params) if transport == "json" else _multipart(image, params)
+    return Case(f"inspect: {label} ({transport})", endpoint, kwargs, must, None, "inspect", {} if must else params)
+
+
 def _multipart_case(rng: random.Random, endpoint: str) -> Case:
     image = rng.choice(seed_images()["PNG"])
     params = base_params(endpoint)
+    empty = [("data", ("image", b"", "image/png"))]
+    if endpoint.endswith("-inspect"):  # with no op, an empty image part would be a valid op=layers
+        empty += _multipart(None, params)["files"]
     label, kwargs, must = rng.choice([
         ("no data part", _multipart(None, params), True),
-        ("empty data part", {"files": [("data", ("image", b"", "image/png"))]}, True),
+        ("empty data part", {"files": empty}, True),
         ("data part as base64 text, bad", {"files": [("data", (None, "!!!not base64!!!"))]}, True),
         ("data part as base64 text, good", {"files": [("data", (None, base64.b64encode(image).decode()))]}, False),
         ("two data parts", {"files": [("data", ("a", image, "image/png")), ("data", ("b", image, "image/png"))]}, False),
@@ -575,6 +768,8 @@ def _borderline_case(rng: random.Random, endpoint: str) -> Case:
     fmt = rng.choice(list(seed_images()))
     image = good_digit() if model == "digits" and rng.random() < 0.5 else rng.choice(seed_images()[fmt])
     params = _cheap_valid_variants(endpoint, rng)
+    if endpoint.endswith("-inspect") and params["op"] != "feature_maps":
+        image, fmt = None, "no image"
     transport = rng.choice(("json", "multipart"))
     kwargs = _json_body(image, params) if transport == "json" else _multipart(image, params)
     return Case(f"borderline {fmt} {sorted(params.items())} ({transport})", endpoint, kwargs, False, image, "borderline", params)
@@ -590,20 +785,23 @@ def _tiny_images(rng: random.Random, endpoint: str) -> Case:
     if mode == "RGBA":
         image.putalpha(0)
     data = encode(image, fmt)
-    return Case(f"tiny {fmt} {mode} {size[0]}x{size[1]}", endpoint, {"data": data, "headers": {"Content-Type": "image/png"}},
-                False, data, "tiny")
+    kwargs = {"data": data, "headers": {"Content-Type": "image/png"}}
+    if endpoint.endswith("-inspect"):  # only op=feature_maps takes an image
+        kwargs = _multipart(data, base_params(endpoint))
+    return Case(f"tiny {fmt} {mode} {size[0]}x{size[1]}", endpoint, kwargs, False, data, "tiny")
 
 
 FAMILIES: tuple[tuple[Callable[[random.Random, str], Case], int], ...] = (
     (_image_case, 40), (_param_case, 22), (_json_case, 10), (_content_type_case, 7), (_multipart_case, 7),
-    (_unknown_param_case, 4), (_borderline_case, 5), (_tiny_images, 3), (_neighbours_case, 6))
-"""Each family with its weight; ``_neighbours_case`` only on ``-neighbours``."""
+    (_unknown_param_case, 4), (_borderline_case, 5), (_tiny_images, 3), (_neighbours_case, 6), (_inspect_case, 8))
+"""Each family with its weight; ``_neighbours_case`` and ``_inspect_case`` only on their endpoints."""
+ONLY_ON = {_neighbours_case: "-neighbours", _inspect_case: "-inspect"}
 
 
 def iter_cases_for(endpoint: str, count: int, seed: int = 0) -> Iterator[Case]:
     """``count`` cases for ``endpoint``, one at a time, the same ones for the same seed."""
     rng = random.Random(f"{seed}/{endpoint}")
-    families = [(f, w) for f, w in FAMILIES if f is not _neighbours_case or endpoint.endswith("-neighbours")]
+    families = [(f, w) for f, w in FAMILIES if endpoint.endswith(ONLY_ON.get(f, ""))]
     makers, weights = zip(*families)
     for _ in range(count):
         yield rng.choices(makers, weights)[0](rng, endpoint)

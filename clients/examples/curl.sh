@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every REST call with curl: classify, features, Grad-CAM++ and SmoothGrad with their overlays
-# decoded to PNG files, and the feature index (add, search, stats, delete).
+# decoded to PNG files, the feature index (add, search, stats, delete), and inspect (layers with
+# their receptive fields, feature maps, filters, the top examples of a channel with their patches).
 #
 #   clients/examples/curl.sh IMAGE [MODEL]      (MODEL: efficientnet_lite0 by default)
 #
@@ -45,4 +46,27 @@ post "$MODEL-neighbours" -F "data=@$IMAGE" -F k=3 | jq -c '.neighbours[] | {id, 
 post "$MODEL-neighbours" -H "Content-Type: application/json" -d '{"op": "stats"}' | jq -c '{count, dim, metric, backend}'
 post "$MODEL-neighbours" -H "Content-Type: application/json" -d "{\"op\": \"delete\", \"id\": \"$ID\"}" | jq -c .
 
-echo "wrote $OUT/cam.heatmap.png $OUT/cam.overlay.png $OUT/smoothgrad.overlay.png"
+echo "== inspect: the last layers, their shapes and receptive fields (input pixels)"
+post "$MODEL-inspect" -H "Content-Type: application/json" -d '{"op": "layers"}' \
+  | jq -c '.layers[-3:][] | {name, shape, stored, size: .receptive_field.size, jump: .receptive_field.jump}'
+
+echo "== inspect: the 8 channels of the CAM layer with the largest mean (a grid PNG and the raw maps)"
+post "$MODEL-inspect" -F "data=@$IMAGE" -F op=feature_maps -F top=8 -F output=grid,raw > "$OUT/maps.json"
+jq -r .grid "$OUT/maps.json" | base64 -d > "$OUT/maps.grid.png"
+jq -c '{layer, shape, raw: .raw.shape, first: .channels[:3]}' "$OUT/maps.json"
+
+echo "== inspect: the filters of the first convolution"
+post "$MODEL-inspect" -H "Content-Type: application/json" -d '{"op": "filters"}' > "$OUT/filters.json"
+jq -r .grid "$OUT/filters.json" | base64 -d > "$OUT/filters.grid.png"
+jq -c '{layer, shape, mode, shown}' "$OUT/filters.json"
+
+echo "== inspect: the 4 gallery images that most excite channel 5 of the first stored layer"
+post "$MODEL-inspect" -H "Content-Type: application/json" \
+  -d '{"op": "top_examples", "channel": 5, "k": 4, "patches": true}' > "$OUT/top.json"
+jq -c '{layer, channel, count}, (.examples[] | {id, "label": .label, activation, box})' "$OUT/top.json"
+jq -r '.examples | to_entries[] | "\(.key + 1) \(.value.patch)"' "$OUT/top.json" | while read -r rank png; do
+  base64 -d <<< "$png" > "$OUT/top.patch-$rank.png"
+done
+
+echo "wrote $OUT/cam.heatmap.png $OUT/cam.overlay.png $OUT/smoothgrad.overlay.png $OUT/maps.grid.png" \
+  "$OUT/filters.grid.png" "$OUT"/top.patch-*.png

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The typed convscope.v1 API with grpcurl, through server reflection (no proto file needed):
-# list and describe, health, classify, Grad-CAM++ with its overlay decoded to a PNG, and the
-# feature index (add, search, stats, delete). grpcurl is not a Debian package: install it
+# list and describe, health, classify, Grad-CAM++ with its overlay decoded to a PNG, the feature
+# index (add, search, stats, delete), and inspect (the layers in ModelMetadata and InspectLayers,
+# FeatureMaps, Filters, TopExamples with patches). grpcurl is not a Debian package: install it
 # from its releases where you run this.
 #
 #   clients/examples/grpcurl.sh IMAGE [MODEL]   (MODEL: efficientnet_lite0 by default)
@@ -50,4 +51,27 @@ request '{model: $model, probe: {image: {data: $b64}}, k: 3}' | call Neighbours 
 request '{model: $model}' | call IndexStats | jq -c .
 request '{model: $model, id: $id}' | call IndexDelete | jq -c .
 
-echo "wrote $OUT/cam.overlay.png"
+echo "== inspect: the card's layers (no token), then the last ones with their receptive fields"
+grpcurl -plaintext -d "{\"model\": \"$MODEL\"}" "$TARGET" convscope.v1.ConvScope/ModelMetadata \
+  | jq -c '.info | {camLayer, firstConv, storedLayers, layers: (.layers | length)}'
+request '{model: $model}' | call InspectLayers | jq -c '.layers[-3:][] | {name, shape, stored, receptiveField}'
+
+echo "== inspect: the 8 channels of the CAM layer with the largest mean (grid PNG, raw maps)"
+request '{model: $model, image: {data: $b64}, top: 8, outputs: ["INSPECT_OUTPUT_GRID", "INSPECT_OUTPUT_RAW"]}' \
+  | call FeatureMaps > "$OUT/maps.json"
+jq -r .gridPng "$OUT/maps.json" | base64 -d > "$OUT/maps.grid.png"
+jq -c '{layer, shape, raw: .raw.shape, first: .channels[:3]}' "$OUT/maps.json"
+
+echo "== inspect: the filters of the first convolution"
+request '{model: $model}' | call Filters > "$OUT/filters.json"
+jq -r .gridPng "$OUT/filters.json" | base64 -d > "$OUT/filters.grid.png"
+jq -c '{layer, shape, mode, shown}' "$OUT/filters.json"
+
+echo "== inspect: the 4 gallery images that most excite channel 5 of the first stored layer"
+request '{model: $model, channel: 5, k: 4, patches: true}' | call TopExamples > "$OUT/top.json"
+jq -c '{layer, channel, count}, (.examples[] | {id, "label": .label, activation})' "$OUT/top.json"
+jq -r '.examples | to_entries[] | "\(.key + 1) \(.value.patchPng)"' "$OUT/top.json" | while read -r rank png; do
+  base64 -d <<< "$png" > "$OUT/top.patch-$rank.png"
+done
+
+echo "wrote $OUT/cam.overlay.png $OUT/maps.grid.png $OUT/filters.grid.png" "$OUT"/top.patch-*.png

@@ -1,7 +1,7 @@
 """The Python client (clients/python) against a real server: REST (TorchServe) and the typed
-gRPC gateway return equal typed results, errors are one class whichever transport saw them,
-the CLI writes maps that open as images, and the client installs into a fresh venv without
-torch and classifies from there.
+gRPC gateway return equal typed results (the inspect ones included), errors are one class
+whichever transport saw them, the CLI writes maps and top-example patches that open as images,
+and the client installs into a fresh venv without torch and classifies from there.
 
 Tests named ``test_rest_*`` or parametrized ``[rest]`` need only TorchServe (``-k rest``)."""
 
@@ -94,6 +94,34 @@ CASES = {
 def test_grpc_answers_equal_the_http_ones(rest, typed, seven, case):
     over_rest, over_grpc = CASES[case](rest, seven), CASES[case](typed, seven)
     assert over_rest == over_grpc
+
+
+INSPECT_CASES = {
+    "inspect_layers": lambda c, png: c.inspect_layers("digits"),
+    "feature_maps": lambda c, png: c.feature_maps("digits", png, layer="features.2", top=4, outputs="grid,array,raw"),
+    "feature_maps-channels": lambda c, png: c.feature_maps("digits", png, channels=[17, 3, 40], outputs=("raw",)),
+    "filters": lambda c, png: c.filters("digits", outputs="grid,array"),
+    "top_examples": lambda c, png: c.top_examples("digits", 3, k=4, patches=True),
+    "top_examples-second-layer": lambda c, png: c.top_examples("digits", 10, layer="features.2", k=2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INSPECT_CASES))
+def test_inspect_answers_over_grpc_equal_the_http_ones(rest, typed, seven, case):
+    over_rest, over_grpc = INSPECT_CASES[case](rest, seven), INSPECT_CASES[case](typed, seven)
+    assert over_rest == over_grpc
+    if case == "feature_maps":  # what was asked for, in the documented shapes
+        means = [c.mean for c in over_rest.channels]
+        assert means == sorted(means, reverse=True)  # channels=top: the largest mean first
+        assert over_rest.array.dtype == np.float16 and over_rest.array.shape == (4, 28, 28)
+        assert over_rest.raw.shape == (4, *over_rest.shape[1:]) == (4, 14, 14)
+        assert Image.open(io.BytesIO(over_rest.grid_png)).format == "PNG"
+    if case == "feature_maps-channels":
+        assert [c.channel for c in over_rest.channels] == [17, 3, 40] and over_rest.grid_png is None
+    if case.startswith("top_examples"):
+        values = [e.activation for e in over_rest.examples]
+        assert values == sorted(values, reverse=True) and len(values) == (4 if case == "top_examples" else 2)
+        assert all((e.patch_png is not None) == (case == "top_examples") for e in over_rest.examples)
 
 
 def test_rest_results_are_typed_and_sane(rest, digits, seven):
@@ -212,6 +240,26 @@ def test_cli_writes_an_overlay_png(server, seven, tmp_path, transport):
     with Image.open(overlay) as picture:
         assert (picture.format, picture.mode, picture.size) == ("PNG", "RGB", (28, 28))
     assert (tmp_path / "maps" / "seven.gradcam.heatmap.png").exists()
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_cli_writes_top_example_patches(server, rest, tmp_path, transport):
+    out = tmp_path / "patches"
+    command = [str(Path(sys.executable).parent / "convscope-client"), "--url", _address(server, transport),
+               "--transport", transport, "inspect", "top-examples", "digits", "--channel", "3", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=_clean_env(CONVSCOPE_TOKEN=server.running.keys["inference"]))
+    assert done.returncode == 0, done.stderr
+    expected = rest.top_examples("digits", 3, patches=True)  # the server's default k, 9
+    written = sorted(out.glob("patch-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+    assert [p.name for p in written] == [f"patch-{rank}.png" for rank in range(1, len(expected.examples) + 1)]
+    assert len(written) == 9
+    for path, example in zip(written, expected.examples, strict=True):
+        assert f"wrote {path}" in done.stdout
+        assert path.read_bytes() == example.patch_png
+        with Image.open(path) as patch:  # the box cut from the 28 x 28 gallery digit, kept at full size
+            x0, y0, x1, y1 = example.box
+            assert (patch.format, patch.size) == ("PNG", (x1 - x0, y1 - y0))
 
 
 # --- a torch-free install ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from tests.imaging import rendered_digits
 pytestmark = pytest.mark.integration
 
 SEED = 8
-PER_ENDPOINT = 30  # x 10 endpoints = 300 requests
+PER_ENDPOINT = 30  # x 12 endpoints = 360 requests
 JPEG = {"Content-Type": "image/jpeg"}
 
 
@@ -107,7 +107,9 @@ RPC = {"classify": ("Classify", lambda m, img: pb.ClassifyRequest(model=m, image
        "features": ("Features", lambda m, img: pb.FeaturesRequest(model=m, image=pb.Image(data=img))),
        "saliency": ("Saliency", lambda m, img: pb.SaliencyRequest(model=m, image=pb.Image(data=img))),
        "cam": ("Cam", lambda m, img: pb.CamRequest(model=m, image=pb.Image(data=img))),
-       "neighbours": ("Neighbours", lambda m, img: pb.NeighboursRequest(model=m, probe=pb.Probe(image=pb.Image(data=img)), k=3))}
+       "neighbours": ("Neighbours", lambda m, img: pb.NeighboursRequest(model=m, probe=pb.Probe(image=pb.Image(data=img)), k=3)),
+       "inspect": ("FeatureMaps", lambda m, img: pb.FeatureMapsRequest(model=m, image=pb.Image(data=img), top=2,
+                                                                     outputs=[pb.INSPECT_OUTPUT_RAW]))}
 ACCEPTABLE = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 

@@ -1,6 +1,7 @@
 """The typed ``convscope.v1`` gateway against a real TorchServe: the same answers as REST and as
-TorchServe's own gRPC for every endpoint, large inputs, size limits, status codes, deadlines,
-health and reflection, and the pipeline stream."""
+TorchServe's own gRPC for every endpoint (the four inspect ops included), large inputs, size
+limits, status codes, deadlines, health and reflection, the pipeline stream, and model cards
+whose layers are what ``op=layers`` lists."""
 
 from __future__ import annotations
 
@@ -108,17 +109,95 @@ CASES = {
     "neighbours": ("Neighbours", lambda img: pb.NeighboursRequest(model="digits", probe=pb.Probe(image=pb.Image(data=img)),
                                                                   k=5),
                    "digits-neighbours", {"k": "5"}),
+    "inspect-layers": ("InspectLayers", lambda _: pb.InspectLayersRequest(model="digits"), "digits-inspect",
+                       {"op": "layers"}),
+    "inspect-feature_maps": ("FeatureMaps", lambda img: pb.FeatureMapsRequest(
+        model="digits", image=pb.Image(data=img), layer="features.2", top=4,
+        outputs=[pb.INSPECT_OUTPUT_GRID, pb.INSPECT_OUTPUT_RAW]),
+        "digits-inspect", {"op": "feature_maps", "layer": "features.2", "top": "4", "output": "grid,raw"}),
+    "inspect-feature_maps-channels": ("FeatureMaps", lambda img: pb.FeatureMapsRequest(
+        model="digits", image=pb.Image(data=img), channels=[17, 3, 40], outputs=[pb.INSPECT_OUTPUT_ARRAY]),
+        "digits-inspect", {"op": "feature_maps", "channels": "17,3,40", "output": "array"}),
+    "inspect-filters": ("Filters", lambda _: pb.FiltersRequest(model="digits", outputs=[pb.INSPECT_OUTPUT_ARRAY]),
+                        "digits-inspect", {"op": "filters", "output": "array"}),
+    "inspect-top_examples": ("TopExamples", lambda _: pb.TopExamplesRequest(model="digits", channel=3, k=4, patches=True),
+                             "digits-inspect", {"op": "top_examples", "channel": "3", "k": "4", "patches": "true"}),
 }
+IMAGELESS = {"inspect-layers", "inspect-filters", "inspect-top_examples"}
+
+
+def _receptive_field_equal(doc: dict | None, layer: pb.LayerInfo) -> None:
+    if doc is None:
+        assert not layer.HasField("receptive_field"), layer.name
+        return
+    field = layer.receptive_field
+    assert [field.size_h, field.size_w] == doc["size"] and [field.jump_h, field.jump_w] == doc["jump"], layer.name
+    assert [field.start_y, field.start_x] == pytest.approx(doc["start"], abs=1e-6)
+    assert getattr(field, "global") is doc["global"]
+
+
+def _layers_equal(doc: dict, message) -> None:
+    """``message`` (InspectLayersResponse or ModelInfo) holds the layers of REST's op=layers."""
+    assert [(layer.name, layer.type, list(layer.shape), layer.stored) for layer in message.layers] == \
+        [(d["name"], d["type"], d["shape"], d["stored"]) for d in doc["layers"]]
+    for layer, d in zip(message.layers, doc["layers"], strict=True):
+        _receptive_field_equal(d["receptive_field"], layer)
+    assert (message.input_channels, message.cam_layer, message.feature_layer, message.first_conv) == \
+        (doc["input"]["channels"], doc["cam_layer"], doc["feature_layer"], doc["first_conv"])
+    assert list(message.stored_layers) == doc["stored_layers"]
+
+
+def _float16_equal(doc: dict | None, message: pb.Float16Array, present: bool) -> None:
+    assert present == (doc is not None)
+    if doc is not None:
+        assert doc["dtype"] == "float16" and list(message.shape) == doc["shape"]
+        assert message.data == base64.b64decode(doc["data"])
+
+
+def _inspect_equal(case: str, doc: dict, answer) -> None:
+    """The typed answer of an inspect RPC carries exactly REST's document."""
+    assert answer.model == doc["model"]
+    if case != "inspect-layers":
+        assert answer.layer == doc["layer"]
+    if case == "inspect-layers":
+        _layers_equal(doc, answer)
+        assert (answer.input_height, answer.input_width, answer.note) == \
+            (doc["input"]["height"], doc["input"]["width"], doc.get("note") or "")
+    elif case.startswith("inspect-feature_maps"):
+        assert (list(answer.shape), answer.width, answer.height) == (doc["shape"], doc["width"], doc["height"])
+        assert [(c.channel, c.argmax_y, c.argmax_x) for c in answer.channels] == \
+            [(c["channel"], *c["argmax"]) for c in doc["channels"]]
+        assert [c.mean for c in answer.channels] == pytest.approx([c["mean"] for c in doc["channels"]], rel=1e-6)
+        assert [c.max for c in answer.channels] == pytest.approx([c["max"] for c in doc["channels"]], rel=1e-6)
+        assert answer.grid_png == base64.b64decode(doc.get("grid", ""))
+        _float16_equal(doc.get("raw"), answer.raw, answer.HasField("raw"))
+        _float16_equal(doc.get("array"), answer.array, answer.HasField("array"))
+    elif case == "inspect-filters":
+        assert (list(answer.shape), answer.mode, answer.shown) == (doc["shape"], doc["mode"], doc["shown"])
+        assert answer.grid_png == base64.b64decode(doc.get("grid", ""))
+        _float16_equal(doc.get("array"), answer.array, answer.HasField("array"))
+    else:
+        assert (answer.channel, answer.count) == (doc["channel"], doc["count"])
+        assert [(e.id, e.label if e.HasField("label") else None, json.loads(e.metadata_json)) for e in answer.examples] == \
+            [(e["id"], e.get("label"), e["metadata"]) for e in doc["examples"]]
+        assert [e.activation for e in answer.examples] == pytest.approx([e["activation"] for e in doc["examples"]], rel=1e-6)
+        assert [((e.position_y, e.position_x), (e.box_x0, e.box_y0, e.box_x1, e.box_y1), (e.width, e.height))
+                for e in answer.examples] == \
+            [(tuple(e["position"]), tuple(e["box"]), (e["width"], e["height"])) for e in doc["examples"]]
+        assert [e.patch_png for e in answer.examples] == [base64.b64decode(e["patch"]) for e in doc["examples"]]
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_three_transports_give_the_same_answer(server, typed, torchserve_grpc, case):
     rpc, make, name, params = CASES[case]
-    image = _digit()
+    image = None if case in IMAGELESS else _digit()
     over_rest = _rest(server, name, image, params)
-    over_ts = torchserve_grpc(name, {"data": image, **{k: v.encode() for k, v in params.items()}})
+    over_ts = torchserve_grpc(name, {**({"data": image} if image else {}), **{k: v.encode() for k, v in params.items()}})
     answer = typed(rpc, make(image))
-    if case == "classify":
+    if case.startswith("inspect-"):
+        assert over_ts == over_rest
+        _inspect_equal(case, over_rest, answer)
+    elif case == "classify":
         assert over_ts == over_rest
         assert [(p.class_index, p.label) for p in answer.predictions] == \
             [(p["class"], p["label"]) for p in over_rest["predictions"]]
@@ -211,7 +290,21 @@ def _trailing(error: grpc.RpcError) -> dict[str, str]:
      grpc.StatusCode.UNAUTHENTICATED, "InvalidKeyException"),
     (lambda t: t("Classify", pb.ClassifyRequest(model="digits", image=pb.Image(data=_digit()), top_k=0)),
      grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
-], ids=["unknown-model", "bad-enum", "bad-image", "no-token", "wrong-token", "top_k-0"])
+    (lambda t: t("FeatureMaps", pb.FeatureMapsRequest(model="digits", image=pb.Image(data=_digit()), layer="no_such_layer")),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+    (lambda t: t("Filters", pb.FiltersRequest(model="digits", layer="features.1")),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+    (lambda t: t("TopExamples", pb.TopExamplesRequest(model="digits", channel=128)),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+    (lambda t: t("TopExamples", pb.TopExamplesRequest(model="digits", layer="features.2", channel=64)),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+    (lambda t: t("FeatureMaps", pb.FeatureMapsRequest(model="digits", image=pb.Image(data=_digit()), channels=[3, 128])),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+    (lambda t: t("TopExamples", pb.TopExamplesRequest(model="digits")),
+     grpc.StatusCode.INVALID_ARGUMENT, "BadRequest"),
+], ids=["unknown-model", "bad-enum", "bad-image", "no-token", "wrong-token", "top_k-0", "inspect-unknown-layer",
+        "filters-not-a-conv", "top-examples-channel-out-of-range", "second-stored-layer-channel-out-of-range",
+        "feature-maps-channel-out-of-range", "top-examples-without-channel"])
 def test_errors_have_their_status_codes(typed, call, code, error_type):
     with pytest.raises(grpc.RpcError) as failed:
         call(typed)
@@ -249,7 +342,20 @@ def test_models_are_listed_and_described(typed):
     assert (models["digits"].num_classes, models["digits"].feature_dim) == (10, 128)
     lite = typed("ModelMetadata", pb.ModelMetadataRequest(model="efficientnet_lite0")).info
     assert (lite.feature_dim, lite.input_height, lite.input_width) == (1280, 224, 224)
-    assert list(lite.endpoints) == ["classify", "features", "saliency", "cam", "neighbours"]
+    assert list(lite.endpoints) == ["classify", "features", "saliency", "cam", "neighbours", "inspect"]
+
+
+@pytest.mark.parametrize("model", ["digits", "efficientnet_lite0"])
+def test_model_metadata_carries_the_layers_that_op_layers_lists(server, typed, model):
+    """The card's layers (built into the archive) are the serving endpoint's own op=layers:
+    the same names, shapes, stored flags and receptive fields."""
+    over_rest = _rest(server, f"{model}-inspect", None, {"op": "layers"})
+    info = typed("ModelMetadata", pb.ModelMetadataRequest(model=model)).info
+    assert len(info.layers) > 10 and any(layer.stored for layer in info.layers)
+    _layers_equal(over_rest, info)
+    assert (info.input_height, info.input_width) == (over_rest["input"]["height"], over_rest["input"]["width"])
+    listed = {m.model: m for m in typed("ListModels", pb.ListModelsRequest()).models}
+    assert listed[model] == info
 
 
 def test_health_reports_serving_per_model(channels):
@@ -257,7 +363,7 @@ def test_health_reports_serving_per_model(channels):
 
     stub = health_pb2_grpc.HealthStub(channels[0])
     names = ["", "convscope.v1.ConvScope", "inference.GRPCInferenceService", "digits", "efficientnet_lite0",
-             "digits-cam", "efficientnet_lite0-neighbours"]
+             "digits-cam", "efficientnet_lite0-neighbours", "digits-inspect"]
     deadline = time.monotonic() + 30
     while True:  # the gateway polls readiness every second
         states = {n: stub.Check(health_pb2.HealthCheckRequest(service=n), timeout=5).status for n in names}
@@ -312,6 +418,6 @@ def test_the_gateway_counts_calls_by_status_and_reports_readiness(server, typed)
         if set(ready.values()) == {1.0} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert ready == {e: 1.0 for e in ("classify", "features", "saliency", "cam", "neighbours")}
+    assert ready == {e: 1.0 for e in ("classify", "features", "saliency", "cam", "neighbours", "inspect")}
     assert any(name == "convscope_gateway_request_duration_seconds_count" and dict(labels)["method"] == "Classify"
                for name, labels in samples)
