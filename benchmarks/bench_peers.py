@@ -49,13 +49,16 @@ def explanations(quick: bool, log: Log) -> Section:
              "once), ms per image. Peers: pytorch-grad-cam for the CAMs, Captum for the rest, with "
              "the settings in benchmarks/explain_speed.py (their module contiguous NCHW, as a user holds it; ConvScope's "
              "twin channels-last); floor = 50 batched forward + input-gradient passes of ConvScope's twin (SmoothGrad, "
-             "IG; part of their goal), or one forward pass of the serving runtime per window (occlusion; reported). "
+             "IG; part of their goal), or one forward pass of the serving runtime per window (occlusion) or per "
+             "sample (LIME; reported). LIME: 1000 samples, 50 SLIC superpixels, against the lime package "
+             "with ConvScope's superpixels, its batch_size=10 and the PyTorch module as classifier (the goal), "
+             "then at ConvScope's chunk, then on ConvScope's ONNX session (the same forward: lime's own overhead). "
              "Methods: " + ", ".join(f"`{m}`" for m in methods) + ".", "",
              *table(["model", "method", "batch", "ConvScope (ms/img)", "peer (ms/img)", "speed-up",
                      "floor ratio", "goal"], cells)]
     if quick:
         lines += ["", "Quick run: the methods with a goal that take seconds each (SmoothGrad, IG, occlusion, "
-                  "Score-CAM) are left out; the full run measures every method."]
+                  "Score-CAM, LIME) are left out; the full run measures every method."]
     return Section("explanations", lines, goals)
 
 

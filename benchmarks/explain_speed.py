@@ -14,7 +14,13 @@ passes (the compute SmoothGrad and IG cannot avoid); for occlusion, one forward 
 serving runtime per window (reported, not a goal). The peers get the module as its user
 would hold it (contiguous NCHW), ConvScope's own twin (channels-last on the CPU). Goals (issue 4): Grad-CAM >= 2x
 pytorch-grad-cam; SmoothGrad and IG no slower than Captum and within 1.2x of the floor;
-occlusion >= 3x Captum; Score-CAM >= 3x pytorch-grad-cam.
+occlusion >= 3x Captum; Score-CAM >= 3x pytorch-grad-cam. LIME (issue 16, 1000 samples, 50
+SLIC superpixels, batch 1 only: the lime package explains one image a call): the lime package's
+LimeImageExplainer with ConvScope's segmentation, hide_color=None, its default batch_size=10 and
+classifier_fn the PyTorch module (as its user holds it; goal >= 3x); two more rows report it with
+batch_size = ConvScope's chunk, and with classifier_fn on ConvScope's own ONNX Runtime session
+(the same forward as ours: what is left is lime's per-sample Python loop). Floor: 1000 forward
+passes of the serving runtime.
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ CHUNK: int | None = None
 OPTIONS = {"samples": 50, "noise": 0.15, "seed": 0, "steps": 50, "baseline": "black",
            "window": 28, "stride": 14, "fill": None}
 FLOOR_GOALS = ("smoothgrad", "integrated_gradients")
-FLOORED = (*FLOOR_GOALS, "occlusion")
+FLOORED = (*FLOOR_GOALS, "occlusion", "lime")
 GOALS = {"gradcam": ("pytorch-grad-cam", 2.0), "scorecam": ("pytorch-grad-cam", 3.0),
          "occlusion": ("Captum ppe=1", 3.0), "smoothgrad": ("Captum", 1.0),
-         "integrated_gradients": ("Captum", 1.0)}
+         "integrated_gradients": ("Captum", 1.0), "lime": ("lime bs=10, PyTorch", 3.0)}
+LIME_OPTIONS = {"samples": 1000, "seed": 0, "segments": 50, "num_features": None, "positive_only": False}
 
 
 def model_for(name: str, device: torch.device) -> LoadedModel:
@@ -125,15 +132,50 @@ def peer_call(method: str, model: LoadedModel, x, targets, chunk: int):
         return lambda: ca.Occlusion(peer).attribute(
             x, sliding_window_shapes=(3, 28, 28), strides=(3, 14, 14), baselines=0, target=t,
             perturbations_per_eval=1)
+    if method == "lime":
+        return lime_peer(model, x, targets, 10, runtime="torch")
     return None
+
+
+def lime_peer(model: LoadedModel, x, targets, batch_size: int, runtime: str):
+    """The lime package on each image of ``x`` with ConvScope's SLIC labels and the same options;
+    ``runtime``: "torch" (the PyTorch module, contiguous NCHW) or "onnx" (ConvScope's session).
+    Where its time goes: the classifier calls (1000 forwards, as ours), plus per sample a deep
+    copy of the image and one boolean mask pass over the image per hidden superpixel."""
+    import numpy as np
+    from lime.lime_image import LimeImageExplainer
+
+    from convscope.explain.saliency.lime import superpixels
+
+    spec = model.spec.input
+    mean, std = np.asarray(spec.mean), np.asarray(spec.std)
+    peer = peer_module(model)
+
+    def classifier(batch):
+        rows = torch.from_numpy(((batch - mean) / std).transpose(0, 3, 1, 2).astype(np.float32)).to(x.device)
+        with torch.inference_mode():
+            logits = peer(rows) if runtime == "torch" else model.forward(rows, taps=False).logits
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+    def run():
+        for image, target in zip(x, targets.tolist()):
+            labels = superpixels(image, spec.mean, spec.std, LIME_OPTIONS["segments"])
+            pixels = (image.cpu().numpy() * std[:, None, None] + mean[:, None, None]).clip(0, 1).transpose(1, 2, 0)
+            LimeImageExplainer(random_state=0).explain_instance(
+                pixels.astype(np.float64), classifier, labels=(target,), top_labels=None, hide_color=None,
+                num_samples=LIME_OPTIONS["samples"], batch_size=batch_size,
+                segmentation_fn=lambda _: labels, random_seed=0)
+    return run
 
 
 def floor_call(model: LoadedModel, x, targets, chunk: int, method: str = "smoothgrad"):
     """The passes a method cannot avoid, ``chunk`` images at a time: for SmoothGrad and IG 50
     forward + input-gradient passes of every image, for occlusion one forward pass (the
     runtime's, ``LoadedModel.forward``) per window position."""
-    if method == "occlusion":
-        copies = x.repeat_interleave(window_count(x.shape[-2:], OPTIONS["window"], OPTIONS["stride"]), dim=0)
+    if method in ("occlusion", "lime"):
+        count = (LIME_OPTIONS["samples"] if method == "lime"
+                 else window_count(x.shape[-2:], OPTIONS["window"], OPTIONS["stride"]))
+        copies = x.repeat_interleave(count, dim=0)
 
         def forwards():
             for i in range(0, len(copies), chunk):
@@ -161,18 +203,26 @@ def measure(models: list[str], batches: list[int], methods: list[str], device: t
             for method in methods:
                 if method == "cam" and not model.layers.cam_feeds_head:
                     continue
+                if method == "lime" and batch > 1:
+                    continue  # the lime package explains one image a call; 16 would take minutes
                 layer = model.layers.cam if METHODS[method].family == "cam" else None
-                job = Job(model, x, targets, {k: OPTIONS[k] for k in METHODS[method].options if k != "layer"},
+                options = {**OPTIONS, **LIME_OPTIONS} if method == "lime" else OPTIONS
+                job = Job(model, x, targets, {k: options[k] for k in METHODS[method].options if k != "layer"},
                           chunk, layer)
-                # Score-CAM's peer takes tens of seconds a call: once. The floor-bound methods take
-                # seconds: the median of ``repeats``, the floor too, as noise here is 10-20%.
-                n = 1 if method == "scorecam" else repeats
+                # Score-CAM's and LIME's peers take tens of seconds a call: once. The floor-bound
+                # methods take seconds: the median of ``repeats``, the floor too (noise 10-20%).
+                n = 1 if method in ("scorecam", "lime") else repeats
                 ours = timed(lambda: METHODS[method].explain(job), device, n) / batch
                 peer = peer_call(method, model, x, targets, chunk)
                 theirs = timed(peer, device, n) / batch if peer else None
                 floor = (timed(floor_call(model, x, targets, chunk, method), device, n) / batch
                          if method in FLOORED else None)
                 rows.append((model_name, method, batch, ours, theirs, floor))
+                if method == "lime":
+                    for label, peer_bs, runtime in ((f"lime (peer batch_size={chunk})", chunk, "torch"),
+                                                    ("lime (peer on the ONNX session)", 10, "onnx")):
+                        other = timed(lime_peer(model, x, targets, peer_bs, runtime), device, n) / batch
+                        rows.append((model_name, label, batch, ours, other, floor))
                 log(f"{model_name:18s} {method:21s} b={batch:<3d} ours {ours * 1000:9.1f} ms/img  "
                     f"peer {'-' if theirs is None else f'{theirs * 1000:9.1f}'}  "
                     f"floor {'-' if floor is None else f'{floor * 1000:9.1f}'}")

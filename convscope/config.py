@@ -33,6 +33,10 @@ class EngineConfig:
     max_samples: int = 256
     """Cap on SmoothGrad ``samples``."""
 
+    max_lime_samples: int = 5000
+    """Cap on LIME ``samples`` (perturbed copies, one forward pass each: 1,000, the default, take
+    about 11 s of one CPU thread on efficientnet_lite0 under ONNX Runtime)."""
+
     max_steps: int = 512
     """Cap on integrated-gradients ``steps``."""
 
@@ -42,6 +46,13 @@ class EngineConfig:
     max_neighbours: int = 1000
     """Cap on ``k`` for nearest-neighbour search; larger values are a 400 that names the cap
     (``k`` above the index's count, but within the cap, is clamped to the count)."""
+
+    max_projection_points: int = 5000
+    """Most points one ``op=project`` lays out (t-SNE of 4,000 takes about 10 s on 2 cores); a
+    larger subset is a 400 that names this cap."""
+
+    projection_cache_entries: int = 16
+    """Projections of the current index version kept for repeated calls (any write empties it)."""
 
     max_feature_channels: int = 64
     """Cap on the channels one ``op=feature_maps`` answers (``top`` or an explicit list)."""

@@ -66,8 +66,8 @@ ERRORS = Counter(
 
 INDEX_OPERATION_DURATION = Histogram(
     "convscope_index_operation_duration_seconds",
-    "Time inside the feature index per operation (search; add and delete include the durable "
-    "commit, i.e. the log fsync), per call.",
+    "Time inside the feature index per operation (search, stats, project; add and delete include "
+    "the durable commit, i.e. the log fsync), per call.",
     ["model", "op"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 
 INSPECT_DURATION = Histogram(

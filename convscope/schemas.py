@@ -66,6 +66,54 @@ class NeighboursRequest:
     id: str | None = None
     label: str | None = None
     metadata: dict | None = None
+    method: str = "pca"
+    """op=project: pca, tsne or umap."""
+    subset: str = "all"
+    """op=project: all (the gallery), labels (entries with one of ``labels``) or neighbours
+    (the ``k`` nearest entries of the image or vector, plus it)."""
+    labels: tuple[str, ...] | None = None
+    seed: int = 0
+    plot: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectedPoint:
+    id: str
+    label: str | None
+    x: float
+    y: float
+    query: bool = False
+    """True for the request's own image (subset=neighbours); its id is ``"query"``."""
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "label": self.label, "x": self.x, "y": self.y}
+        if self.query:
+            out["query"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    model: str
+    method: str
+    subset: str
+    seed: int
+    points: tuple[ProjectedPoint, ...]
+    """In id order (the query last)."""
+    version: int
+    """The index version projected (changes with every write)."""
+    cached: bool
+    """True when the coordinates came from the cache of this index version."""
+    plot: bytes | None = None
+    """PNG scatter plot coloured by label, with a legend."""
+
+    def to_dict(self) -> dict:
+        out = {"model": self.model, "op": "project", "method": self.method, "subset": self.subset,
+               "seed": self.seed, "count": len(self.points), "version": self.version, "cached": self.cached,
+               "points": [p.to_dict() for p in self.points]}
+        if self.plot is not None:
+            out["plot"] = base64.b64encode(self.plot).decode()
+        return out
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from convscope_client._proto import convscope_pb2 as pb
 from convscope_client._proto import convscope_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 
-from . import inspection
+from . import inspection, projection
 from .catalog import Catalog, ModelCard
 from .errors import GatewayError, invalid
 from .routing import Route, b64, enum_list_text, enum_text, image_inputs, optional_inputs
@@ -79,7 +79,8 @@ def saliency_inputs(r: pb.SaliencyRequest) -> dict[str, bytes]:
     baseline = enum_text(pb.Baseline, r.baseline, "BASELINE_", "baseline")
     if baseline:
         inputs["baseline"] = baseline.encode()
-    optional_inputs(r, inputs, "target", "samples", "noise", "seed", "steps", "window", "stride", "fill")
+    optional_inputs(r, inputs, "target", "samples", "noise", "seed", "steps", "window", "stride", "fill",
+                    "num_features", "positive_only", "segments")
     _rendering(r.rendering, inputs)
     return inputs
 
@@ -166,6 +167,7 @@ ROUTES: dict[str, Route] = {
         model=d["model"], id=d["id"], count=d["count"])),
     "IndexStats": Route("neighbours", index_stats_inputs, index_stats_response),
     **inspection.ROUTES,  # InspectLayers, FeatureMaps, Filters, TopExamples
+    **projection.ROUTES,  # Project
 }
 PIPELINE_RPCS = {"classify": "Classify", "features": "Features", "saliency": "Saliency", "cam": "Cam",
                  "neighbours": "Neighbours", "inspect_layers": "InspectLayers", "feature_maps": "FeatureMaps",

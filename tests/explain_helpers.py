@@ -54,7 +54,8 @@ def random_model(arch: str, size: int = 128, seed: int = 0) -> LoadedModel:
 
 def job(model: LoadedModel, inputs, targets, method: str, chunk: int = 64, layer=None, **options) -> Job:
     defaults = {"samples": 8, "noise": 0.15, "seed": 0, "steps": 16, "baseline": "black",
-                "window": 2, "stride": 1, "fill": None}
+                "window": 2, "stride": 1, "fill": None, "segments": 4, "num_features": None,
+                "positive_only": False}
     wanted = {k: options.get(k, defaults[k]) for k in METHODS[method].options if k != "layer"}
     return Job(model, inputs, torch.as_tensor(targets), wanted, chunk,
                layer or (model.layers.cam if METHODS[method].family == "cam" else None))

@@ -375,7 +375,9 @@ def param_specs(endpoint: str) -> list[tuple[str, str, float | None, float | Non
                          ("steps", "int", 1, 512), ("baseline", "choice", None, None),
                          ("window", "int", 1, {"digits": 28, "efficientnet_lite0": 224}[model]),
                          ("stride", "int", 1, {"digits": 28, "efficientnet_lite0": 224}[model]),
-                         ("fill", "float", 0, 1)]
+                         ("fill", "float", 0, 1),
+                         ("segments", "int", 2, {"digits": 784, "efficientnet_lite0": 1000}[model]),
+                         ("num_features", "int", 1, 1000), ("positive_only", "bool", None, None)]
     if endpoint.endswith("-neighbours"):
         return [("op", "choice", None, None), ("k", "int", 1, 1000), ("id", "id", None, None),
                 ("label", "label", None, None), ("metadata", "metadata", None, None), ("vector", "vector", None, None)]
@@ -392,7 +394,7 @@ def param_specs(endpoint: str) -> list[tuple[str, str, float | None, float | Non
 # The method a parameter needs in order to apply (so the bad value is what gets refused).
 _NEEDS_METHOD = {"samples": "smoothgrad", "noise": "smoothgrad", "seed": "smoothgrad", "steps": "integrated_gradients",
                  "baseline": "integrated_gradients", "window": "occlusion", "stride": "occlusion", "fill": "occlusion",
-                 "polarity": "guided_backprop"}
+                 "polarity": "guided_backprop", "segments": "lime", "num_features": "lime", "positive_only": "lime"}
 
 
 # The inspect ops a parameter applies to (docs/inspect.md; the engine's APPLIES).
@@ -451,6 +453,8 @@ def _bad_param(rng: random.Random, endpoint: str) -> tuple[str, dict[str, Any], 
         params = _inspect_params(rng, endpoint, name)
     if endpoint.endswith("-saliency") and name in _NEEDS_METHOD:
         params["method"] = _NEEDS_METHOD[name]
+        if params["method"] == "lime":
+            params["samples"] = 20  # cheap, should a wrong value ever pass
     if endpoint.endswith("-cam") and name == "polarity":
         params["method"] = "gradcam"  # unsigned: any polarity is refused
         return "polarity on an unsigned method", {**params, "polarity": "positive"}, False

@@ -16,6 +16,7 @@ from .. import metrics
 from ..envelope import Param
 from ..errors import BadRequest, NotFound, ServiceError
 from ..explain import CAM, METHODS, SALIENCY, Job
+from ..explain.saliency.lime import default_segments
 from ..explain.saliency.occlusion import window_count
 from ..models import resolve_tap
 from ..render import OUTPUTS, POLARITIES, RenderOptions, render
@@ -24,6 +25,10 @@ from .base import Endpoint, Prepared
 
 METHOD_OPTIONS = {name for method in METHODS.values() for name in method.options}
 """Parameters that belong to particular methods; any other method refuses them."""
+SAMPLES = {"smoothgrad": (25, "max_samples"), "lime": (1000, "max_lime_samples")}
+"""Per method that takes ``samples``: its default and the config field that caps it."""
+MAX_SEGMENTS = 1000
+"""Most SLIC superpixels a LIME request may ask for (the ridge solves one weight each)."""
 
 
 class ExplainEndpoint(Endpoint):
@@ -126,16 +131,25 @@ class SaliencyEndpoint(ExplainEndpoint):
         c = self.config
         side = min(self.model.spec.input.size)
         window = max(1, side // 8)
-        return (Param("samples", int, 25, 1, c.max_samples, cap="max_samples"),
+        # samples: 25 for smoothgrad, 1000 for lime when not sent; each method's own cap is
+        # checked in check_options (the larger one bounds the parse).
+        return (Param("samples", int, None, 1, max(c.max_samples, c.max_lime_samples),
+                      cap="max_samples (smoothgrad), max_lime_samples (lime)"),
                 Param("noise", float, 0.15, 0.0, 1.0),
                 Param("seed", int, 0, 0, 2**31 - 1),
                 Param("steps", int, 50, 1, c.max_steps, cap="max_steps"),
                 Param("baseline", str, "black", choices=("black", "blur", "uniform")),
                 Param("window", int, window, 1, side),
                 Param("stride", int, None, 1, side),
-                Param("fill", float, None, 0.0, 1.0))
+                Param("fill", float, None, 0.0, 1.0),
+                Param("segments", int, default_segments(self.model.spec.input.size), 2,
+                      min(MAX_SEGMENTS, self.model.spec.input.size[0] * self.model.spec.input.size[1])),
+                Param("num_features", int, None, 1, MAX_SEGMENTS),
+                Param("positive_only", bool, False))
 
     def check_options(self, method: str, options: dict[str, Any]) -> None:
+        if method in SAMPLES:
+            self._check_samples(method, options)
         if method != "occlusion":
             return
         window = options["window"]
@@ -146,6 +160,15 @@ class SaliencyEndpoint(ExplainEndpoint):
         if count > self.config.max_occlusion_windows:
             raise BadRequest(f"window {window} with stride {stride} gives {count} positions; the server "
                              f"cap max_occlusion_windows is {self.config.max_occlusion_windows}")
+
+    def _check_samples(self, method: str, options: dict[str, Any]) -> None:
+        default, cap = SAMPLES[method]
+        limit = getattr(self.config, cap)
+        if options["samples"] is None:
+            options["samples"] = default
+        samples = options["samples"]
+        if samples > limit:
+            raise BadRequest(f"samples must be between 1 and {limit} for {method} (server cap {cap}), got {samples}")
 
 
 class CamEndpoint(ExplainEndpoint):

@@ -5,7 +5,10 @@ One request is one operation (``op``, default ``search``):
 * ``search``: an image (or a ``vector``) and ``k`` -> the ``k`` nearest stored entries;
 * ``add``: an image (or a ``vector``), ``id``, optional ``label`` and ``metadata`` -> upserted;
 * ``delete``: ``id`` -> removed (404 if unknown);
-* ``stats``: count, dim, metric, index type, backend.
+* ``stats``: count, dim, metric, index type, backend;
+* ``project``: 2-D PCA / t-SNE / UMAP coordinates of the gallery, of the entries with given
+  ``labels``, or of the ``k`` nearest entries of an image (or vector) plus it; optionally a
+  scatter plot. Cached per index version (``convscope.index.projection``).
 
 The batch's images are embedded in one forward pass; operations are then applied in arrival
 order, so a search after an add in the same batch sees it. Consecutive adds share one durable
@@ -14,6 +17,7 @@ commit (one fsync). Each item still fails alone: a bad id or vector is that item
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from contextlib import contextmanager
@@ -28,7 +32,8 @@ from ..envelope import Param
 from ..errors import BadRequest, InternalError, ServiceError
 from ..index import Entry, FeatureIndex
 from ..index.activations import ActivationRow, ActivationStore
-from ..index.base import MAX_ID_CHARS, MAX_LABEL_CHARS
+from ..index.base import MAX_ID_CHARS, MAX_LABEL_CHARS, TooManyEntries
+from ..index.projection import METHODS, Layout, LayoutCache, project, scatter_png
 from ..inspect.examples import image_copy, row_info, summaries
 from ..models import LoadedModel
 from ..schemas import (
@@ -36,15 +41,19 @@ from ..schemas import (
     IndexWriteResult,
     NeighboursRequest,
     NeighboursResult,
+    ProjectedPoint,
+    ProjectionResult,
 )
 from .base import Endpoint, Outcome, Prepared
 from .classify import embed
 
 log = logging.getLogger(__name__)
 
-OPS = ("search", "add", "delete", "stats")
+OPS = ("search", "add", "delete", "stats", "project")
+SUBSETS = ("all", "labels", "neighbours")
 APPLIES = {"search": {"k", "vector"}, "add": {"id", "label", "metadata", "vector"},
-           "delete": {"id"}, "stats": set()}
+           "delete": {"id"}, "stats": set(),
+           "project": {"method", "subset", "labels", "seed", "plot", "k", "vector"}}
 MAX_VECTOR_VALUES = 65_536
 
 
@@ -64,6 +73,7 @@ class NeighboursEndpoint(Endpoint):
                  store: ActivationStore | None = None) -> None:
         super().__init__(model, config)
         self.index, self.store = index, store
+        self.layouts = LayoutCache(config.projection_cache_entries)
         metrics.INDEX_ENTRIES.labels(model.spec.name).set(index.count())
         if store is not None:
             metrics.ACTIVATION_STORE_ENTRIES.labels(model.spec.name).set(store.count())
@@ -95,21 +105,26 @@ class NeighboursEndpoint(Endpoint):
         return (Param("op", str, "search", choices=OPS), Param("k", int, min(10, cap), 1, cap, cap="max_neighbours"),
                 Param("id", str, None, high=MAX_ID_CHARS), Param("label", str, None, high=MAX_LABEL_CHARS),
                 Param("metadata", dict, None),
-                Param("vector", tuple, None, high=MAX_VECTOR_VALUES))
+                Param("vector", tuple, None, high=MAX_VECTOR_VALUES),
+                Param("method", str, "pca", choices=METHODS), Param("subset", str, "all", choices=SUBSETS),
+                Param("labels", list, None), Param("seed", int, 0, 0, 2**31 - 1), Param("plot", bool, False))
 
     def make_request(self, image: bytes, params: dict[str, Any], given: set[str]) -> NeighboursRequest:
         op = params["op"]
         extra = sorted(given - APPLIES[op] - {"op"})
         if extra:
             raise BadRequest(f"parameter(s) {extra} do not apply to op={op}, which takes {sorted(APPLIES[op]) or 'nothing more'}")
-        wants_input = op in ("search", "add")
+        if op == "project":
+            check_projection(image, params, given)
+        wants_input = op in ("search", "add") or (op == "project" and params["subset"] == "neighbours")
         if wants_input and bool(image) == (params["vector"] is not None):
             raise BadRequest(f"op={op} needs an image or a vector (exactly one)")
         if not wants_input and image:
             raise BadRequest(f"op={op} takes no image")
         if op in ("add", "delete") and not params["id"]:
             raise BadRequest(f"op={op} needs an id")
-        return NeighboursRequest(op=op, image=image, **{k: params[k] for k in ("vector", "k", "id", "label", "metadata")})
+        return NeighboursRequest(op=op, image=image, **{k: params[k] for k in (
+            "vector", "k", "id", "label", "metadata", "method", "subset", "labels", "seed", "plot")})
 
     def run(self, requests: list[NeighboursRequest], inputs: torch.Tensor | None,
             prepared: list[Prepared | None]) -> list[Outcome]:
@@ -215,10 +230,57 @@ class NeighboursEndpoint(Endpoint):
         if request.op == "stats":
             with self._timed("stats"):
                 return IndexStatsResult(name, self.index.describe().to_dict())
+        if request.op == "project":
+            with self._timed("project"):
+                return self._project(request, vector)
         return self._flush_one(request, vector, row)
+
+    def _project(self, request: NeighboursRequest, vector: np.ndarray | None) -> ProjectionResult:
+        """The layout from the cache of this index version, or computed and cached."""
+        near = request.subset == "neighbours"
+        query = hashlib.sha256(self.index.prepare_vectors(vector, "query").tobytes()).hexdigest() if near else None
+        key = (request.method, request.subset, tuple(sorted(request.labels or ())), request.seed, request.k if near else None, query)
+        version = self.index.version()
+        layout = self.layouts.get(version, key)
+        cached = layout is not None
+        if layout is None:
+            layout, version = self._layout(request, vector)
+            self.layouts.put(version, key, layout)
+        points = tuple(ProjectedPoint(i, label, float(x), float(y), row == layout.query) for row, (i, label, (x, y))
+                       in enumerate(zip(layout.ids, layout.labels, layout.coordinates.tolist())))
+        title = f"{self.model.spec.name}: {request.method}, {len(points)} points"
+        return ProjectionResult(self.model.spec.name, request.method, request.subset, request.seed, points,
+                                version, cached, scatter_png(layout, title) if request.plot else None)
+
+    def _layout(self, request: NeighboursRequest, vector: np.ndarray | None) -> tuple[Layout, int]:
+        cap = self.config.max_projection_points
+        if request.subset == "neighbours":
+            if request.k + 1 > cap:
+                raise BadRequest(f"k={request.k} plus the query is over the server cap max_projection_points ({cap})")
+            hits = self.index.search(vector[None, :], request.k)[0]
+            stored = self.index.export(ids=[h.id for h in hits])
+            vectors = np.vstack([stored.vectors, self.index.prepare_vectors(vector, "query")])
+            coordinates = project(vectors, request.method, request.seed)
+            return Layout(stored.ids + ("query",), stored.labels + (None,), coordinates, len(stored.ids)), stored.version
+        try:
+            stored = self.index.export(labels=request.labels, most=cap)
+        except TooManyEntries as error:
+            raise BadRequest(f"the subset holds {error.found} points, over the server cap max_projection_points "
+                             f"({cap}): project some labels, or the neighbours of an image") from None
+        return Layout(stored.ids, stored.labels, project(stored.vectors, request.method, request.seed)), stored.version
 
     def _flush_one(self, request: NeighboursRequest, vector: np.ndarray, row: ActivationRow | None) -> Outcome:
         """An add whose id is already pending in this batch: committed on its own, in order."""
         outcomes: list[Outcome] = [None]
         self._flush([Pending(0, self._entry(request, vector), row)], outcomes)
         return outcomes[0]
+
+
+def check_projection(image: bytes, params: dict[str, Any], given: set[str]) -> None:
+    """op=project's parameters agree with its ``subset``: labels only with subset=labels; an
+    image, vector or k only with subset=neighbours. 400s say which."""
+    subset = params["subset"]
+    if (subset == "labels") != (params["labels"] is not None):
+        raise BadRequest("op=project takes labels (a list) with subset=labels, and only then")
+    if subset != "neighbours" and (image or params["vector"] is not None or "k" in given):
+        raise BadRequest("op=project takes an image (or vector) and k only with subset=neighbours")

@@ -16,12 +16,13 @@ from .saliency.gradient import Gradient
 from .saliency.guided_backprop import GuidedBackprop
 from .saliency.input_x_gradient import InputXGradient
 from .saliency.integrated_gradients import IntegratedGradients
+from .saliency.lime import Lime
 from .saliency.occlusion import Occlusion
 from .saliency.smoothgrad import smoothgrad
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Gradient(), smoothgrad(), GuidedBackprop(), IntegratedGradients(), InputXGradient(),
-    Occlusion(), Cam(), GradCam(), GradCamPlusPlus(), ScoreCam(), LayerCam())}
+    Occlusion(), Lime(), Cam(), GradCam(), GradCamPlusPlus(), ScoreCam(), LayerCam())}
 
 SALIENCY = tuple(n for n, m in METHODS.items() if m.family == "saliency")
 CAM = tuple(n for n, m in METHODS.items() if m.family == "cam")

@@ -12,7 +12,8 @@ Semantics shared by all backends (tested on each, ``tests/unit/test_index_contra
 * ``delete`` of an unknown id is a ``NotFound`` and deletes nothing of the batch;
 * ``search`` with ``k`` above the count returns every entry (``k`` is clamped); an empty index
   returns no neighbours;
-* a batch of writes is validated whole before any of it is applied.
+* a batch of writes is validated whole before any of it is applied;
+* ``export`` reads entries back (id order) and ``version`` changes with every write.
 """
 
 from __future__ import annotations
@@ -51,6 +52,26 @@ class Neighbour:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "distance": self.distance, "label": self.label, "metadata": self.metadata}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Stored entries read back whole (for projections), sorted by id."""
+
+    ids: tuple[str, ...]
+    vectors: np.ndarray
+    """float32 [N, D], as stored (unit-normalised for cosine)."""
+    labels: tuple[str | None, ...]
+    version: int
+    """``FeatureIndex.version()`` when these were read."""
+
+
+class TooManyEntries(BadRequest):
+    """More entries match an ``export`` than the caller's ``most``; nothing was read."""
+
+    def __init__(self, found: int, most: int) -> None:
+        super().__init__(f"{found} index entries match; at most {most} can be read at once")
+        self.found, self.most = found, most
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,17 @@ class FeatureIndex(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush, release the writer lock and free resources; the object is unusable after."""
+
+    @abstractmethod
+    def version(self) -> int:
+        """A number that changes with every acknowledged add or delete made through this object
+        (the index has one writer), so a cache keyed on it is never stale."""
+
+    @abstractmethod
+    def export(self, ids: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               most: int | None = None) -> Stored:
+        """The stored entries with one of ``ids`` (unknown ids are skipped) or one of ``labels``
+        (or all), sorted by id; ``TooManyEntries`` before reading anything if more than ``most``."""
 
     def describe(self) -> IndexStats:
         return IndexStats(self.count(), self.dim, self.metric, self.index_type, self.backend)

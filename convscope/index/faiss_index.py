@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import IndexCorrupt, NotFound, SpecError
 from ..spec import IndexSpec
 from . import storage
-from .base import Entry, FeatureIndex, IndexStats, Neighbour, check_id
+from .base import Entry, FeatureIndex, IndexStats, Neighbour, Stored, TooManyEntries, check_id
 from .faiss_structures import (
     CALIBRATION_RECALL,
     LEGACY_NPROBE,
@@ -327,6 +327,26 @@ class FaissIndex(FeatureIndex):
 
     def count(self) -> int:
         return len(self._rows)
+
+    def version(self) -> int:
+        return self._seq  # the write-ahead log's sequence: one step per acknowledged write
+
+    def export(self, ids: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               most: int | None = None) -> Stored:
+        with self._lock:
+            if ids is not None:
+                keys = sorted({key for key in ids if key in self._rows})
+            elif labels is not None:
+                wanted = set(labels)
+                keys = sorted(key for key, row in self._rows.items() if row.label in wanted)
+            else:
+                keys = sorted(self._rows)
+            if most is not None and len(keys) > most:
+                raise TooManyEntries(len(keys), most)
+            slots = np.array([self._rows[key].slot for key in keys], np.int64)
+            vectors = self._index.reconstruct_batch(slots) if len(keys) else np.zeros((0, self.dim), np.float32)
+            return Stored(tuple(keys), np.asarray(vectors, np.float32),
+                          tuple(self._rows[key].label for key in keys), self._seq)
 
     def describe(self) -> IndexStats:
         with self._lock:

@@ -41,7 +41,7 @@ from pymilvus.exceptions import MilvusException
 from ..errors import BadRequest, IndexUnavailable, InternalError, NotFound, SpecError
 from ..spec import IndexSpec
 from . import base
-from .base import Entry, FeatureIndex, IndexStats, Neighbour
+from .base import Entry, FeatureIndex, IndexStats, Neighbour, Stored, TooManyEntries
 
 METRICS = {"cosine": "COSINE", "l2": "L2"}
 INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
@@ -78,6 +78,7 @@ class MilvusIndex(FeatureIndex):
         super().__init__(dim, spec.metric, spec.type)
         self._spec, self._client, self.collection = spec, client, collection
         self.uri, self._lite_path = redact_uri(uri), lite_path
+        self._writes = 0  # version(): this process is the collection's one writer
 
     @classmethod
     def open(cls, spec: IndexSpec, dim: int, directory: Path, name: str,
@@ -104,6 +105,7 @@ class MilvusIndex(FeatureIndex):
         ids = [e.id for e in entries]
         existing = self._existing(ids)
         self._upsert(entries, vectors)
+        self._writes += 1
         return [i not in existing for i in ids]
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -116,6 +118,7 @@ class MilvusIndex(FeatureIndex):
         for chunk in _chunks(wanted, WRITE_BATCH):
             with self._guard("delete"):
                 self._live.delete(self.collection, filter=_id_filter(chunk), timeout=CALL_TIMEOUT_S)
+        self._writes += 1
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
         """float32 [Q, D] -> for each query up to ``k`` neighbours, nearest first, in one call.
@@ -140,6 +143,39 @@ class MilvusIndex(FeatureIndex):
     def count(self) -> int:
         with self._guard("count entries"):
             rows = self._live.query(self.collection, filter="", output_fields=["count(*)"],
+                                    consistency_level="Strong", timeout=CALL_TIMEOUT_S)
+        return int(rows[0]["count(*)"])
+
+    def version(self) -> int:
+        return self._writes
+
+    def export(self, ids: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               most: int | None = None) -> Stored:
+        if ids is not None:
+            filters = [_id_filter(chunk) for chunk in _chunks(sorted(set(ids)), WRITE_BATCH)]
+        else:
+            filters = [_in_filter("label", sorted(set(labels))) if labels is not None else ""]
+        found = sum(self._count(f) for f in filters)
+        if most is not None and found > most:
+            raise TooManyEntries(found, most)
+        rows = []
+        for expression in filters:
+            with self._guard("read entries"):
+                iterator = self._live.query_iterator(self.collection, batch_size=WRITE_BATCH, filter=expression,
+                                                     output_fields=["id", "vector", "label"],
+                                                     consistency_level="Strong", timeout=CALL_TIMEOUT_S)
+                try:
+                    while batch := iterator.next():
+                        rows.extend(batch)
+                finally:
+                    iterator.close()
+        rows.sort(key=lambda row: str(row["id"]))
+        vectors = np.array([row["vector"] for row in rows], np.float32).reshape(len(rows), self.dim)
+        return Stored(tuple(str(r["id"]) for r in rows), vectors, tuple(r.get("label") for r in rows), self._writes)
+
+    def _count(self, expression: str) -> int:
+        with self._guard("count entries"):
+            rows = self._live.query(self.collection, filter=expression, output_fields=["count(*)"],
                                     consistency_level="Strong", timeout=CALL_TIMEOUT_S)
         return int(rows[0]["count(*)"])
 
@@ -348,10 +384,14 @@ def _release_lite(path: Path) -> None:
 
 
 def _id_filter(ids: Sequence[str]) -> str:
+    return _in_filter("id", ids)
+
+
+def _in_filter(field: str, values: Sequence[str]) -> str:
     # Milvus string literals take backslash escapes; pymilvus' own ``ids=`` quotes nothing, so an
     # id holding a quote would break (or widen) the expression.
-    quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in ids)
-    return f"id in [{', '.join(quoted)}]"
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return f"{field} in [{', '.join(quoted)}]"
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

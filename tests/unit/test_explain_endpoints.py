@@ -51,7 +51,7 @@ def _png(data: bytes) -> Image.Image:
     ({"method": "integrated_gradients", "steps": 100000}, "server cap max_steps"),
     ({"method": "occlusion", "window": 29}, "between 1 and 28"),
     ({"method": "occlusion", "window": 4, "stride": 6}, "cannot exceed window"),
-    ({"method": "gradient", "samples": 5}, "samples does not apply to gradient (only to smoothgrad)"),
+    ({"method": "gradient", "samples": 5}, "samples does not apply to gradient (only to smoothgrad, lime)"),
     ({"method": "gradient", "polarity": "negative"}, "signed methods only"),
     ({"output": "heatmap,movie"}, "output must be one of"),
     ({"clip_low": 90, "clip_high": 10}, "clip_low must be below clip_high"),

@@ -54,14 +54,14 @@ def test_method_enums_are_the_engines_methods(v1):
 
 # Each endpoint of the engine -> the RPCs that reach it (the neighbours and inspect ops one each).
 ENDPOINT_RPCS = {"classify": {"Classify"}, "features": {"Features"}, "saliency": {"Saliency"}, "cam": {"Cam"},
-                 "neighbours": {"Neighbours", "IndexAdd", "IndexDelete", "IndexStats"},
+                 "neighbours": {"Neighbours", "IndexAdd", "IndexDelete", "IndexStats", "Project"},
                  "inspect": {"InspectLayers", "FeatureMaps", "Filters", "TopExamples"}}
 
 
 def test_every_endpoint_and_index_operation_has_an_rpc(v1):
     rpcs = set(v1.DESCRIPTOR.services_by_name["ConvScope"].methods_by_name)
     assert set(ENDPOINTS) == set(ENDPOINT_RPCS) and set().union(*ENDPOINT_RPCS.values()) <= rpcs
-    assert set(OPS) == {"search", "add", "delete", "stats"}
+    assert set(OPS) == {"search", "add", "delete", "stats", "project"}
     assert set(INSPECT_OPS) == {"layers", "feature_maps", "filters", "top_examples"}
     assert {"ListModels", "ModelMetadata", "Pipeline"} <= rpcs
     for rpc in v1.DESCRIPTOR.services_by_name["ConvScope"].methods:

@@ -35,6 +35,7 @@ from .results import (
     LayerList,
     ModelInfo,
     Neighbours,
+    Projection,
     TopExamples,
 )
 
@@ -79,6 +80,7 @@ INDEX_ADD = Operation("IndexAdd", "-neighbours", "add", cv.index_write_from_json
 INDEX_DELETE = Operation("IndexDelete", "-neighbours", "delete", cv.index_write_from_json,
                          cv.index_delete_from_proto)
 INDEX_STATS = Operation("IndexStats", "-neighbours", "stats", cv.index_stats_from_json, cv.index_stats_from_proto)
+PROJECT = Operation("Project", "-neighbours", "project", cv.projection_from_json, cv.projection_from_proto)
 INSPECT_LAYERS = Operation("InspectLayers", "-inspect", "layers", cv.layer_list_from_json, cv.layer_list_from_proto)
 FEATURE_MAPS = Operation("FeatureMaps", "-inspect", "feature_maps", cv.feature_maps_from_json,
                          cv.feature_maps_from_proto)
@@ -105,15 +107,17 @@ def saliency(model: str, image: ImageInput, method: str = "gradient", target: in
              clip_low: float | None = None, clip_high: float | None = None, alpha: float | None = None,
              samples: int | None = None, noise: float | None = None, seed: int | None = None,
              steps: int | None = None, baseline: str | None = None, window: int | None = None,
-             stride: int | None = None, fill: float | None = None) -> Call[Explanation]:
+             stride: int | None = None, fill: float | None = None, num_features: int | None = None,
+             positive_only: bool | None = None, segments: int | None = None) -> Call[Explanation]:
     """A saliency map of ``target`` (default: the image's top-1 class). ``method``: gradient,
-    smoothgrad, guided_backprop, integrated_gradients, input_x_gradient or occlusion; the knobs
-    that apply to each are in docs/api.md (the server rejects the others)."""
+    smoothgrad, guided_backprop, integrated_gradients, input_x_gradient, occlusion or lime; the
+    knobs that apply to each are in docs/api.md (the server rejects the others)."""
     return _call(SALIENCY, pb.SaliencyRequest, model=model, image=_image(image),
                  method=_enum(pb.SaliencyMethod, method), target=target,
                  rendering=_rendering(outputs, polarity, clip_low, clip_high, alpha),
                  samples=samples, noise=noise, seed=seed, steps=steps,
-                 baseline=_enum(pb.Baseline, baseline), window=window, stride=stride, fill=fill)
+                 baseline=_enum(pb.Baseline, baseline), window=window, stride=stride, fill=fill,
+                 num_features=num_features, positive_only=positive_only, segments=segments)
 
 
 def cam(model: str, image: ImageInput, method: str = "gradcam", target: int | None = None,
@@ -151,6 +155,21 @@ def index_delete(model: str, id: str) -> Call[IndexWrite]:
 def index_stats(model: str) -> Call[IndexStats]:
     """Size, dim, metric and backend of the model's feature index."""
     return _call(INDEX_STATS, pb.IndexStatsRequest, model=model)
+
+
+def project(model: str, method: str | None = None, subset: str | None = None,
+            labels: Iterable[str] | None = None, image: ImageInput | None = None,
+            vector: Iterable[float] | None = None, k: int | None = None, seed: int | None = None,
+            plot: bool | None = None) -> Call[Projection]:
+    """2-D coordinates (``method``: pca, tsne or umap; server default pca) of the gallery
+    (``subset="all"``, the default), of the entries with one of ``labels`` (``subset="labels"``),
+    or of the ``k`` nearest entries of ``image`` / ``vector`` plus it (``subset="neighbours"``);
+    ``plot=True`` adds a scatter PNG coloured by label."""
+    probe = _probe(image, vector) if image is not None or vector is not None else None
+    return _call(PROJECT, pb.ProjectRequest, model=model,
+                 method=_enum(pb.ProjectionMethod, method), subset=_enum(pb.ProjectionSubset, subset),
+                 labels=list(labels) if labels is not None else None, probe=probe, k=k, seed=seed,
+                 plot=plot or None)
 
 
 def inspect_layers(model: str) -> Call[LayerList]:

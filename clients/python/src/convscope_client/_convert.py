@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from .results import (
+    ProjectedPoint,
+    Projection,
     ChannelStats,
     Classification,
     Explanation,
@@ -108,6 +110,21 @@ def index_add_from_proto(msg: Any) -> IndexWrite:
 
 def index_delete_from_proto(msg: Any) -> IndexWrite:
     return IndexWrite(msg.model, msg.id, None, msg.count)
+
+
+def projection_from_json(doc: Json) -> Projection:
+    points = tuple(ProjectedPoint(p["id"], p.get("label"), float(p["x"]), float(p["y"]), bool(p.get("query", False)))
+                   for p in doc["points"])
+    plot = base64.b64decode(doc["plot"]) if doc.get("plot") else None
+    return Projection(doc["model"], doc["method"], doc["subset"], int(doc["seed"]), points, int(doc["version"]),
+                      bool(doc["cached"]), plot)
+
+
+def projection_from_proto(msg: Any) -> Projection:
+    points = tuple(ProjectedPoint(p.id, p.label if p.HasField("label") else None, p.x, p.y, p.query)
+                   for p in msg.points)
+    return Projection(msg.model, msg.method, msg.subset, msg.seed, points, msg.version, msg.cached,
+                      msg.plot_png or None)
 
 
 def index_stats_from_json(doc: Json) -> IndexStats:

@@ -21,6 +21,7 @@ from .results import (
     LayerList,
     ModelInfo,
     Neighbours,
+    Projection,
     ReceptiveField,
     TopExamples,
 )
@@ -96,6 +97,13 @@ def _neighbours(result: Neighbours) -> str:
                  [(i, n.id, n.distance, n.label, n.metadata) for i, n in enumerate(result.neighbours, 1)])
 
 
+def _projection(result: Projection) -> str:
+    cached = ", cached" if result.cached else ""
+    head = f"{result.method} of {result.subset} in {result.model}: {len(result.points)} points (index version {result.version}{cached})"
+    return head + "\n" + table(("id", "label", "x", "y"), [(p.id, p.label, p.x, p.y) for p in result.points[:20]]) \
+        + (f"\n... {len(result.points) - 20} more" if len(result.points) > 20 else "")
+
+
 def _index_write(result: IndexWrite) -> str:
     what = "deleted" if result.created is None else ("added" if result.created else "replaced")
     return f"{what} {result.id} in {result.model}: {result.count} entries"
@@ -154,7 +162,7 @@ def _top_examples(result: TopExamples) -> str:
 
 _DESCRIBE: dict[type, Callable[[Any], str]] = {
     Classification: _classification, Features: _features, Explanation: _explanation, Neighbours: _neighbours,
-    IndexWrite: _index_write, IndexStats: _index_stats, LayerList: _layers, FeatureMaps: _feature_maps,
+    IndexWrite: _index_write, IndexStats: _index_stats, Projection: _projection, LayerList: _layers, FeatureMaps: _feature_maps,
     Filters: _filters, TopExamples: _top_examples,
 }
 

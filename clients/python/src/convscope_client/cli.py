@@ -30,7 +30,8 @@ from .errors import ConvScopeError, InvalidArgument, NotFound, Unauthenticated
 
 Handler = Callable[[Client, argparse.Namespace], Iterator[Record]]
 _RENDERING = ("outputs", "polarity", "clip_low", "clip_high", "alpha")
-_SALIENCY_KNOBS = ("samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill")
+_SALIENCY_KNOBS = ("samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill", "num_features",
+                   "positive_only", "segments")
 
 
 def _image(text: str) -> Path:
@@ -84,6 +85,14 @@ def _models(client: Client, args: argparse.Namespace) -> Any:
 
 def _index_add(client: Client, args: argparse.Namespace) -> Any:
     return client.index_add(args.model, args.id, image=args.image, label=args.label, metadata=args.metadata)
+
+
+def _project(client: Client, args: argparse.Namespace) -> Iterator[Record]:
+    """One projection; with ``--out FILE.png`` the scatter plot is asked for and written there."""
+    labels = args.labels.split(",") if args.labels else None
+    result = client.project(args.model, method=args.method, subset=args.subset, labels=labels, image=args.image,
+                            k=args.k, seed=args.seed, plot=True if args.out is not None else None)
+    yield Record(str(args.image) if args.image else None, result, result.save(args.out) if args.out else [])
 
 
 def _inspected(method: Callable[..., Any], names: tuple[str, ...], image: bool = False) -> Handler:
@@ -162,8 +171,11 @@ def _subcommands(sub: Any) -> None:
                        "saliency maps, written as PNG / .npy files")
     _explain_options(saliency, pb.SaliencyMethod, "gradient")
     for name, kind in (("samples", int), ("noise", float), ("seed", int), ("steps", int),
-                       ("window", int), ("stride", int), ("fill", float)):
-        saliency.add_argument(f"--{name}", type=kind)
+                       ("window", int), ("stride", int), ("fill", float), ("num_features", int),
+                       ("segments", int)):
+        saliency.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+    saliency.add_argument("--positive-only", dest="positive_only", action="store_const", const=True,
+                          help="lime: zero the negative superpixel weights")
     saliency.add_argument("--baseline", choices=_calls.choices(pb.Baseline))
     cam = command("cam", _explain(Client.cam, ("method", "target", "layer", *_RENDERING)),
                   "class activation maps, written as PNG / .npy files")
@@ -179,6 +191,17 @@ def _subcommands(sub: Any) -> None:
     command("index-delete", _once(lambda c, a: c.index_delete(a.model, a.id)), "delete an index entry",
             images=False).add_argument("id")
     command("index-stats", _once(lambda c, a: c.index_stats(a.model)), "index size and backend", images=False)
+    project = sub.add_parser("project", help="2-D PCA / t-SNE / UMAP of the gallery, written as a scatter PNG",
+                             description="2-D coordinates of the stored feature vectors (op=project)")
+    project.set_defaults(handler=_project)
+    project.add_argument("model", help="the backbone, e.g. digits or efficientnet_lite0")
+    project.add_argument("image", nargs="?", type=_image, metavar="IMAGE", help="with --subset neighbours: the query")
+    project.add_argument("--method", choices=_calls.choices(pb.ProjectionMethod))
+    project.add_argument("--subset", choices=_calls.choices(pb.ProjectionSubset))
+    project.add_argument("--labels", help="with --subset labels: comma-separated labels to keep")
+    project.add_argument("-k", type=int, help="with --subset neighbours: how many (default 10)")
+    project.add_argument("--seed", type=int)
+    project.add_argument("--out", type=Path, help="write the scatter plot PNG to this file")
     models = sub.add_parser("models", help="the served models (gRPC only)", description="the served models (gRPC only)")
     models.add_argument("model", nargs="?", help="one model's metadata")
     models.set_defaults(handler=_once(_models))

@@ -6,6 +6,7 @@ read over REST compares equal to the same result read over gRPC. Arrays are read
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,41 @@ class IndexWrite:
     """add: True if the id was new, False if it replaced an entry; None for a delete."""
     count: int
     """Entries in the index after the write."""
+
+
+@dataclass(frozen=True)
+class ProjectedPoint:
+    id: str
+    """The entry's id; ``"query"`` for the probe of ``subset="neighbours"``."""
+    label: str | None
+    x: float
+    y: float
+    query: bool = False
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D layout of stored feature vectors (``op=project``, docs/neighbours.md)."""
+
+    model: str
+    method: str
+    """``pca``, ``tsne`` or ``umap``."""
+    subset: str
+    seed: int
+    points: tuple[ProjectedPoint, ...]
+    """In id order, the probe last."""
+    version: int
+    """The index version projected; it changes with every write."""
+    cached: bool
+    plot: bytes | None = None
+    """The scatter plot PNG, when asked for."""
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Write the plot PNG to ``path``; the written paths (none without a plot)."""
+        if self.plot is None:
+            return []
+        Path(path).write_bytes(self.plot)
+        return [Path(path)]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class SaliencyMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SALIENCY_METHOD_INTEGRATED_GRADIENTS: _ClassVar[SaliencyMethod]
     SALIENCY_METHOD_INPUT_X_GRADIENT: _ClassVar[SaliencyMethod]
     SALIENCY_METHOD_OCCLUSION: _ClassVar[SaliencyMethod]
+    SALIENCY_METHOD_LIME: _ClassVar[SaliencyMethod]
 
 class Baseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +47,20 @@ class CamMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAM_METHOD_GRADCAM_PP: _ClassVar[CamMethod]
     CAM_METHOD_SCORECAM: _ClassVar[CamMethod]
     CAM_METHOD_LAYERCAM: _ClassVar[CamMethod]
+
+class ProjectionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROJECTION_METHOD_UNSPECIFIED: _ClassVar[ProjectionMethod]
+    PROJECTION_METHOD_PCA: _ClassVar[ProjectionMethod]
+    PROJECTION_METHOD_TSNE: _ClassVar[ProjectionMethod]
+    PROJECTION_METHOD_UMAP: _ClassVar[ProjectionMethod]
+
+class ProjectionSubset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROJECTION_SUBSET_UNSPECIFIED: _ClassVar[ProjectionSubset]
+    PROJECTION_SUBSET_ALL: _ClassVar[ProjectionSubset]
+    PROJECTION_SUBSET_LABELS: _ClassVar[ProjectionSubset]
+    PROJECTION_SUBSET_NEIGHBOURS: _ClassVar[ProjectionSubset]
 
 class InspectOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +83,7 @@ SALIENCY_METHOD_GUIDED_BACKPROP: SaliencyMethod
 SALIENCY_METHOD_INTEGRATED_GRADIENTS: SaliencyMethod
 SALIENCY_METHOD_INPUT_X_GRADIENT: SaliencyMethod
 SALIENCY_METHOD_OCCLUSION: SaliencyMethod
+SALIENCY_METHOD_LIME: SaliencyMethod
 BASELINE_UNSPECIFIED: Baseline
 BASELINE_BLACK: Baseline
 BASELINE_BLUR: Baseline
@@ -78,6 +94,14 @@ CAM_METHOD_GRADCAM: CamMethod
 CAM_METHOD_GRADCAM_PP: CamMethod
 CAM_METHOD_SCORECAM: CamMethod
 CAM_METHOD_LAYERCAM: CamMethod
+PROJECTION_METHOD_UNSPECIFIED: ProjectionMethod
+PROJECTION_METHOD_PCA: ProjectionMethod
+PROJECTION_METHOD_TSNE: ProjectionMethod
+PROJECTION_METHOD_UMAP: ProjectionMethod
+PROJECTION_SUBSET_UNSPECIFIED: ProjectionSubset
+PROJECTION_SUBSET_ALL: ProjectionSubset
+PROJECTION_SUBSET_LABELS: ProjectionSubset
+PROJECTION_SUBSET_NEIGHBOURS: ProjectionSubset
 INSPECT_OUTPUT_UNSPECIFIED: InspectOutput
 INSPECT_OUTPUT_GRID: InspectOutput
 INSPECT_OUTPUT_ARRAY: InspectOutput
@@ -166,7 +190,7 @@ class FeaturesResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., layer: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SaliencyRequest(_message.Message):
-    __slots__ = ("model", "image", "method", "target", "rendering", "samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill")
+    __slots__ = ("model", "image", "method", "target", "rendering", "samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill", "num_features", "positive_only", "segments")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +204,9 @@ class SaliencyRequest(_message.Message):
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     STRIDE_FIELD_NUMBER: _ClassVar[int]
     FILL_FIELD_NUMBER: _ClassVar[int]
+    NUM_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     image: Image
     method: SaliencyMethod
@@ -193,7 +220,10 @@ class SaliencyRequest(_message.Message):
     window: int
     stride: int
     fill: float
-    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., method: _Optional[_Union[SaliencyMethod, str]] = ..., target: _Optional[int] = ..., rendering: _Optional[_Union[Rendering, _Mapping]] = ..., samples: _Optional[int] = ..., noise: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ..., fill: _Optional[float] = ...) -> None: ...
+    num_features: int
+    positive_only: bool
+    segments: int
+    def __init__(self, model: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., method: _Optional[_Union[SaliencyMethod, str]] = ..., target: _Optional[int] = ..., rendering: _Optional[_Union[Rendering, _Mapping]] = ..., samples: _Optional[int] = ..., noise: _Optional[float] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., window: _Optional[int] = ..., stride: _Optional[int] = ..., fill: _Optional[float] = ..., num_features: _Optional[int] = ..., positive_only: _Optional[bool] = ..., segments: _Optional[int] = ...) -> None: ...
 
 class CamRequest(_message.Message):
     __slots__ = ("model", "image", "method", "target", "rendering", "layer")
@@ -350,6 +380,60 @@ class IndexStatsResponse(_message.Message):
     backend: str
     details_json: str
     def __init__(self, model: _Optional[str] = ..., count: _Optional[int] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index_type: _Optional[str] = ..., backend: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+
+class ProjectRequest(_message.Message):
+    __slots__ = ("model", "method", "subset", "labels", "probe", "k", "seed", "plot")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SUBSET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PLOT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    method: ProjectionMethod
+    subset: ProjectionSubset
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    probe: Probe
+    k: int
+    seed: int
+    plot: bool
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[_Union[ProjectionMethod, str]] = ..., subset: _Optional[_Union[ProjectionSubset, str]] = ..., labels: _Optional[_Iterable[str]] = ..., probe: _Optional[_Union[Probe, _Mapping]] = ..., k: _Optional[int] = ..., seed: _Optional[int] = ..., plot: _Optional[bool] = ...) -> None: ...
+
+class ProjectedPoint(_message.Message):
+    __slots__ = ("id", "label", "x", "y", "query")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    label: str
+    x: float
+    y: float
+    query: bool
+    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., query: _Optional[bool] = ...) -> None: ...
+
+class ProjectResponse(_message.Message):
+    __slots__ = ("model", "method", "subset", "seed", "points", "version", "cached", "plot_png")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SUBSET_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    PLOT_PNG_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    method: str
+    subset: str
+    seed: int
+    points: _containers.RepeatedCompositeFieldContainer[ProjectedPoint]
+    version: int
+    cached: bool
+    plot_png: bytes
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., subset: _Optional[str] = ..., seed: _Optional[int] = ..., points: _Optional[_Iterable[_Union[ProjectedPoint, _Mapping]]] = ..., version: _Optional[int] = ..., cached: _Optional[bool] = ..., plot_png: _Optional[bytes] = ...) -> None: ...
 
 class ReceptiveField(_message.Message):
     __slots__ = ("size_h", "size_w", "jump_h", "jump_w", "start_y", "start_x")

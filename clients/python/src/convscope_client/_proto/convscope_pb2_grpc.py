@@ -74,6 +74,11 @@ class ConvScopeStub:
                 request_serializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.SerializeToString,
                 response_deserializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.FromString,
                 _registered_method=True)
+        self.Project = channel.unary_unary(
+                '/convscope.v1.ConvScope/Project',
+                request_serializer=convscope_dot_v1_dot_convscope__pb2.ProjectRequest.SerializeToString,
+                response_deserializer=convscope_dot_v1_dot_convscope__pb2.ProjectResponse.FromString,
+                _registered_method=True)
         self.InspectLayers = channel.unary_unary(
                 '/convscope.v1.ConvScope/InspectLayers',
                 request_serializer=convscope_dot_v1_dot_convscope__pb2.InspectLayersRequest.SerializeToString,
@@ -170,6 +175,13 @@ class ConvScopeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Project(self, request, context):
+        """A 2-D PCA / t-SNE / UMAP layout of the gallery, a labelled subset or a probe's neighbours.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InspectLayers(self, request, context):
         """Every inspectable layer with its output shape and receptive field (<m>-inspect, op layers).
         """
@@ -261,6 +273,11 @@ def add_ConvScopeServicer_to_server(servicer, server):
                     servicer.IndexStats,
                     request_deserializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.FromString,
                     response_serializer=convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.SerializeToString,
+            ),
+            'Project': grpc.unary_unary_rpc_method_handler(
+                    servicer.Project,
+                    request_deserializer=convscope_dot_v1_dot_convscope__pb2.ProjectRequest.FromString,
+                    response_serializer=convscope_dot_v1_dot_convscope__pb2.ProjectResponse.SerializeToString,
             ),
             'InspectLayers': grpc.unary_unary_rpc_method_handler(
                     servicer.InspectLayers,
@@ -514,6 +531,33 @@ class ConvScope:
             '/convscope.v1.ConvScope/IndexStats',
             convscope_dot_v1_dot_convscope__pb2.IndexStatsRequest.SerializeToString,
             convscope_dot_v1_dot_convscope__pb2.IndexStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Project(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convscope.v1.ConvScope/Project',
+            convscope_dot_v1_dot_convscope__pb2.ProjectRequest.SerializeToString,
+            convscope_dot_v1_dot_convscope__pb2.ProjectResponse.FromString,
             options,
             channel_credentials,
             insecure,
