@@ -104,6 +104,17 @@ class Endpoint(ABC):
         self._observe(outcomes, time.perf_counter() - started)
         return outcomes
 
+    def item_guarded(self, step, *args) -> Outcome:
+        """``step(*args)`` for one item of a batch: its result, or the ServiceError it raised as
+        its outcome; a bug answers 500 for this item alone, logged."""
+        try:
+            return step(*args)
+        except ServiceError as error:
+            return error
+        except Exception:  # noqa: BLE001 - one item's bug answers 500 alone
+            log.exception("%s/%s failed on one item", self.model.spec.name, self.name)
+            return InternalError(f"{self.name} failed on the server; see the worker log")
+
     def _run_guarded(self, requests: list[Any], prepared: list[Prepared]) -> list[Outcome]:
         try:
             tensors = [p.tensor for p in prepared if p is not None]

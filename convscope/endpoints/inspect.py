@@ -9,7 +9,6 @@ process: the reader follows its committed writes). Each item still fails alone.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from .. import metrics
 from ..config import EngineConfig
 from ..envelope import Param, Payload, parse_params, split_payload
-from ..errors import BadRequest, InternalError, NotFound, ServiceError
+from ..errors import BadRequest, NotFound
 from ..index.activations import ActivationReader
 from ..inspect import maps
 from ..inspect.examples import crop_patch, layer_rows, patch_box, stored_layers
@@ -41,7 +40,6 @@ MAX_PATCH_BYTES = 8 << 20
 response cap is 20 MB; a deep layer's patch is the whole image)."""
 MAX_MAP_VALUES = 6_000_000
 """``output=array`` of feature_maps: at most this many float16 values (12 MB) in one answer."""
-log = logging.getLogger(__name__)
 BUILD_HINT = ("build it with the gallery: `make store` for the built-in models, or "
               "`convscope-index ingest --spec <spec> --index <index root>/<model> --folder <images>` "
               "(docs/inspect.md)")
@@ -124,19 +122,10 @@ class InspectEndpoint(Endpoint):
         for request, item in zip(requests, prepared):
             started = time.perf_counter()
             row = next(image_rows) if item is not None else None
-            outcomes.append(self._guard(self._answer, request, item, recorded, row))
+            outcomes.append(self.item_guarded(self._answer, request, item, recorded, row))
             seconds = time.perf_counter() - started + (forward if request.op == "feature_maps" else 0.0)
             metrics.INSPECT_DURATION.labels(self.model.spec.name, request.op).observe(seconds)
         return outcomes
-
-    def _guard(self, step, *args) -> Outcome:
-        try:
-            return step(*args)
-        except ServiceError as error:
-            return error
-        except Exception:  # noqa: BLE001 - one item's bug answers 500 alone
-            log.exception("%s/inspect failed on one item", self.model.spec.name)
-            return InternalError("inspect failed on the server; see the worker log")
 
     def _answer(self, request: InspectRequest, item: Prepared | None, recorded: dict, row: int | None) -> Outcome:
         if request.op == "layers":

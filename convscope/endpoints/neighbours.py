@@ -18,7 +18,6 @@ commit (one fsync). Each item still fails alone: a bad id or vector is that item
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, NamedTuple
@@ -29,7 +28,7 @@ import torch
 from .. import metrics
 from ..config import EngineConfig
 from ..envelope import Param
-from ..errors import BadRequest, InternalError, ServiceError
+from ..errors import BadRequest, ServiceError
 from ..index import Entry, FeatureIndex
 from ..index.activations import ActivationRow, ActivationStore
 from ..index.base import MAX_ID_CHARS, MAX_LABEL_CHARS, TooManyEntries
@@ -46,8 +45,6 @@ from ..schemas import (
 )
 from .base import Endpoint, Outcome, Prepared
 from .classify import embed
-
-log = logging.getLogger(__name__)
 
 OPS = ("search", "add", "delete", "stats", "project")
 SUBSETS = ("all", "labels", "neighbours")
@@ -137,12 +134,12 @@ class NeighboursEndpoint(Endpoint):
         adds: list[Pending] = []
         for i, (request, vector) in enumerate(zip(requests, vectors)):
             if request.op == "add" and not any(p.entry.id == request.id for p in adds):
-                outcomes[i] = self._guard(self._entry, request, vector)
+                outcomes[i] = self.item_guarded(self._entry, request, vector)
                 if not isinstance(outcomes[i], ServiceError):
                     adds.append(Pending(i, outcomes[i], rows.get(i)))
                 continue
             self._flush(adds, outcomes)
-            outcomes[i] = self._guard(self._apply, request, vector, rows.get(i))
+            outcomes[i] = self.item_guarded(self._apply, request, vector, rows.get(i))
         self._flush(adds, outcomes)
         return outcomes
 
@@ -186,15 +183,6 @@ class NeighboursEndpoint(Endpoint):
             self.index.delete([key])
         metrics.ACTIVATION_STORE_ENTRIES.labels(self.model.spec.name).set(self.store.count())
 
-    def _guard(self, step, *args) -> Outcome:
-        try:
-            return step(*args)
-        except ServiceError as error:
-            return error
-        except Exception:  # noqa: BLE001 - one item's bug answers 500 alone
-            log.exception("%s/neighbours failed on one item", self.model.spec.name)
-            return InternalError("neighbours failed on the server; see the worker log")
-
     def _entry(self, request: NeighboursRequest, vector: np.ndarray) -> Entry:
         entry = Entry(request.id, vector, request.label, request.metadata or {})
         self.index.check_entries([entry])  # this item's 400, before it joins a group commit
@@ -205,7 +193,7 @@ class NeighboursEndpoint(Endpoint):
         if not adds:
             return
         with self._timed("add"):
-            created = self._guard(self._commit_adds, adds)
+            created = self.item_guarded(self._commit_adds, adds)
         self._count_writes("add", len(adds), created if isinstance(created, ServiceError) else None)
         count = self.index.count()
         for j, pending in enumerate(adds):
