@@ -676,6 +676,17 @@ def _neighbours_case(rng: random.Random, endpoint: str) -> Case:
         ("search with id", {"op": "search", "id": "x"}, True, True),
         ("k on add", {"op": "add", "id": f"{FUZZ_ID_PREFIX}k", "k": 3, "vector": [0.1] * dim}, False, True),
         ("stats", {"op": "stats"}, False, False),
+        ("project with an unknown method", {"op": "project", "method": "isomap"}, False, True),
+        ("project labels without subset=labels", {"op": "project", "labels": ["1"]}, False, True),
+        ("project subset=labels without labels", {"op": "project", "subset": "labels"}, False, True),
+        ("project of neighbours without a probe", {"op": "project", "subset": "neighbours"}, False, True),
+        ("project of all with an image", {"op": "project"}, True, True),
+        ("project k without subset=neighbours", {"op": "project", "k": 5}, False, True),
+        ("project with an id", {"op": "project", "id": "x"}, False, True),
+        ("project seed out of range", {"op": "project", "seed": -1}, False, True),
+        ("project PCA of one label", {"op": "project", "subset": "labels",
+                                      "labels": ["3" if model == "digits" else "coffee"]}, False, False),
+        ("project PCA of a query's neighbours", {"op": "project", "subset": "neighbours", "k": 20}, True, False),
     ])
     transport = rng.choice(("json", "multipart")) if with_image or rng.random() < 0.5 else "json"
     img = image if with_image else None

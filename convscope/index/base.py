@@ -66,8 +66,10 @@ class Stored:
     """``FeatureIndex.version()`` when these were read."""
 
 
-class TooManyEntries(BadRequest):
-    """More entries match an ``export`` than the caller's ``most``; nothing was read."""
+class TooManyEntries(ValueError):
+    """More entries match an ``export`` than the caller's ``most``; nothing was read. Not a
+    ServiceError (the error types are a closed list the alert rules select): the caller says
+    what the limit means to its client (``op=project``: a BadRequest naming the cap)."""
 
     def __init__(self, found: int, most: int) -> None:
         super().__init__(f"{found} index entries match; at most {most} can be read at once")
