@@ -195,8 +195,7 @@ class ExplainResult:
         if self.overlay is not None:
             out["overlay"] = base64.b64encode(self.overlay).decode()
         if self.array is not None:
-            out["array"] = {"dtype": "float16", "shape": [self.height, self.width],
-                            "data": base64.b64encode(self.array).decode()}
+            out["array"] = float16_array((self.height, self.width), self.array)
         return out
 
 

@@ -55,6 +55,7 @@ class InspectEndpoint(Endpoint):
         self.by_name = {layer.name: layer for layer in self.layers}
         self.stored = stored_layers(model, self.layers)
         self.first_conv = first_conv(model.module)
+        self.modules = dict(model.module.named_modules())  # by name, once: not per request
         self.store_path, self._reader = store_path, None
         super().__init__(model, config)
 
@@ -106,7 +107,7 @@ class InspectEndpoint(Endpoint):
                 raise BadRequest(f"channel {request.channel} out of range: layer {name} has "
                                  f"{self.stored[name][0]} channels (0-{self.stored[name][0] - 1})")
         elif request.layer is not None and request.op != "layers" and request.layer not in self.by_name:
-            if request.op == "filters" and request.layer in dict(self.model.module.named_modules()):
+            if request.op == "filters" and request.layer in self.modules:
                 return  # a conv whose output is not a spatial map of its own is still a conv
             raise BadRequest(f"unknown layer {request.layer!r}; valid layers: {', '.join(self.by_name)}")
 
@@ -167,7 +168,7 @@ class InspectEndpoint(Endpoint):
         name = request.layer or self.first_conv
         if name is None:
             raise BadRequest(f"{self.model.spec.name} has no Conv2d layer")
-        weight = conv_weight(name, dict(self.model.module.named_modules())[name])
+        weight = conv_weight(name, self.modules[name])
         picture = filter_picture(weight, self.config.max_filter_tiles) if "grid" in request.outputs else None
         return FiltersResult(self.model.spec.name, name, tuple(weight.shape),
                              picture.mode if picture else ("rgb" if weight.shape[1] == 3 else "grey"),
